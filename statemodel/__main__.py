@@ -1,0 +1,5 @@
+import sys
+
+from statemodel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Public Hypothesis strategies for resumable-stream testing (payloads, networks, fault schedules)."""

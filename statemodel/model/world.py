@@ -1,0 +1,245 @@
+"""The reference model of one state-machine run: sessions, streams, expected chunks, permissions.
+
+The model is told what the machine *did* (opened a stream, sent a command, restarted the
+server, let a session expire) and what it *observed* (a chunk, a terminal outcome, a status
+event, the client's context). Observations are checked immediately against what the
+protocol allows; ``check_quiescent`` checks the no-loss promise once the network has healed
+and the system has settled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from statemodel.model.status import StatusChecker
+from statemodel.model.violations import InvariantViolation, describe
+
+StreamKey = tuple[int, int]  # (session index, stream index), both in creation order
+Chunk = str | bytes
+Expand = Callable[[dict], list[Chunk]]
+
+# Why a stream may end in `reset`: every one of these is a loss the protocol announces.
+RESET_CAUSES = ("server_restart", "session_expired")
+
+
+@dataclass
+class StreamState:
+    key: StreamKey
+    expected: list[Chunk] = field(default_factory=list)
+    terminal_requested: tuple | None = None  # ("end",) | ("error", reason) | ("cancelled",)
+    delivered: int = 0
+    delivered_bytes: int = 0
+    outcome: tuple | None = None  # observed terminal: ("end",) | ("error", r) | ("reset", r) | ("cancelled",)
+    session_generation: int = 0  # which of the session's incarnations opened it
+
+    @property
+    def open_for_commands(self) -> bool:
+        return self.terminal_requested is None and self.outcome is None
+
+    @property
+    def pending(self) -> int:
+        return len(self.expected) - self.delivered
+
+
+@dataclass
+class SessionState:
+    index: int
+    generation: int = 0  # bumped each time the client reports a reset (a fresh session)
+    reset_causes: set[str] = field(default_factory=set)
+    context: dict[str, Any] = field(default_factory=dict)
+    streams: list[StreamKey] = field(default_factory=list)
+    status: StatusChecker = field(default_factory=StatusChecker)
+
+
+class Model:
+    def __init__(self, expand: Expand) -> None:
+        self._expand = expand
+        self.sessions: dict[int, SessionState] = {}
+        self.streams: dict[StreamKey, StreamState] = {}
+        self.restarts = 0
+
+    # ---- what the machine did -------------------------------------------------------------
+    def new_session(self) -> int:
+        index = len(self.sessions)
+        self.sessions[index] = SessionState(index)
+        return index
+
+    def open_stream(self, session: int, command: dict) -> StreamKey:
+        s = self.sessions[session]
+        key = (session, sum(1 for k in self.streams if k[0] == session))
+        st = StreamState(key, session_generation=s.generation)
+        self.streams[key] = st
+        s.streams.append(key)
+        self.command(key, command)
+        return key
+
+    def command(self, key: StreamKey, command: dict) -> None:
+        """A command the client sent on a stream (exactly once, in order)."""
+        st = self.streams[key]
+        assert st.open_for_commands, f"machine bug: command on closed stream {key}"
+        op = command.get("op")
+        if op == "batch":
+            for inner in command["commands"]:
+                self.command(key, inner)
+            return
+        if op in ("emit", "echo"):
+            st.expected.extend(self._expand(command))
+        elif op == "end":
+            st.terminal_requested = ("end",)
+        elif op == "fail":
+            st.terminal_requested = ("error", command["reason"])
+        elif op == "set_context":
+            self.sessions[key[0]].context[command["key"]] = command["value"]
+        else:  # pragma: no cover - the machine only sends the documented commands
+            raise ValueError(f"unknown command {command!r}")
+
+    def cancel(self, key: StreamKey) -> None:
+        self.streams[key].terminal_requested = ("cancelled",)
+
+    def server_restarted(self) -> None:
+        self.restarts += 1
+        for s in self.sessions.values():
+            s.reset_causes.add("server_restart")
+
+    def session_expired(self, session: int) -> None:
+        self.sessions[session].reset_causes.add("session_expired")
+
+    # ---- what the machine observed --------------------------------------------------------
+    def chunk(self, key: StreamKey, chunk: Chunk) -> None:
+        st = self.streams[key]
+        where = f"session {key[0]} stream {key[1]} chunk #{st.delivered}"
+        if st.outcome is not None:
+            raise InvariantViolation(
+                "nothing after the end", where, f"no chunk after {st.outcome}", describe(chunk)
+            )
+        if st.delivered < len(st.expected) and st.expected[st.delivered] == chunk:
+            st.delivered += 1
+            st.delivered_bytes += len(chunk)
+            return
+        raise InvariantViolation(
+            "ordered, gap-free, duplicate-free delivery", where, self._expected_here(st), self._diagnose(st, chunk)
+        )
+
+    def _expected_here(self, st: StreamState) -> str:
+        if st.delivered < len(st.expected):
+            return describe(st.expected[st.delivered])
+        return f"no chunk (all {len(st.expected)} sent chunks already delivered)"
+
+    @staticmethod
+    def _diagnose(st: StreamState, chunk: Chunk) -> str:
+        for i in range(st.delivered - 1, -1, -1):
+            if st.expected[i] == chunk:
+                return f"a duplicate of chunk #{i}: {describe(chunk)}"
+        for j in range(st.delivered + 1, len(st.expected)):
+            if st.expected[j] == chunk:
+                return f"chunk #{j} (chunks #{st.delivered}..#{j - 1} skipped): {describe(chunk)}"
+        return f"content never sent: {describe(chunk)}"
+
+    def terminal(self, key: StreamKey, kind: str, reason: str | None = None) -> None:
+        """The client reported the end of a stream: end, error(reason), reset(reason) or cancelled."""
+        st = self.streams[key]
+        s = self.sessions[key[0]]
+        where = f"session {key[0]} stream {key[1]}"
+        if st.outcome is not None:
+            raise InvariantViolation("one outcome per stream", where, f"only {st.outcome}", f"also {kind}({reason})")
+        if kind == "reset":
+            if not s.reset_causes:
+                raise InvariantViolation(
+                    "reset only when the protocol allows it",
+                    where,
+                    f"no reset (no server restart or expiry since the session began; {st.pending} chunks pending)",
+                    f"reset({reason})",
+                )
+        elif kind == "cancelled":
+            if st.terminal_requested != ("cancelled",):
+                raise InvariantViolation("cancel only when asked", where, "no cancellation", "cancelled")
+        else:
+            outcome = (kind,) if reason is None else (kind, reason)
+            if st.terminal_requested == ("cancelled",):
+                pass  # the app may finish before the cancel reaches it
+            elif st.terminal_requested != outcome:
+                raise InvariantViolation(
+                    "sequenced end and errors", where, f"{st.terminal_requested or 'the stream to continue'}", f"{outcome}"
+                )
+            if st.delivered != len(st.expected) and st.terminal_requested != ("cancelled",):
+                raise InvariantViolation(
+                    "no loss before the end",
+                    where,
+                    f"all {len(st.expected)} chunks before {kind}",
+                    f"{kind} after {st.delivered} chunks",
+                )
+        st.outcome = (kind,) if reason is None else (kind, reason)
+
+    def session_reset(self, session: int, reason: str | None) -> None:
+        """The client reported resumed(reset): a fresh session; context and old streams are gone."""
+        s = self.sessions[session]
+        if not s.reset_causes:
+            raise InvariantViolation(
+                "reset only when the protocol allows it",
+                f"session {session}",
+                "resumed(recovered): no server restart or expiry happened",
+                f"resumed(reset, {reason})",
+            )
+        s.generation += 1
+        s.reset_causes.clear()
+        s.context.clear()
+
+    def status(self, session: int, event: tuple) -> None:
+        self.sessions[session].status.feed(event, f"session {session}")
+
+    # ---- invariants read after every step ----------------------------------------------------
+    def check_context(self, session: int, observed: dict) -> None:
+        """The client's view of the session context never holds a value nobody set."""
+        expected = self.sessions[session].context
+        for k, v in observed.items():
+            if k not in expected or expected[k] != v:
+                raise InvariantViolation(
+                    "session context preserved",
+                    f"session {session} key {k!r}",
+                    describe(expected.get(k, "<unset>")),
+                    describe(v),
+                )
+
+    def check_quiescent(self, observed_context: dict[int, dict]) -> None:
+        """After heal and settle: everything sent was delivered, or a permitted reset said why not."""
+        for key, st in self.streams.items():
+            where = f"session {key[0]} stream {key[1]}"
+            if st.outcome is not None and st.outcome[0] in ("reset", "cancelled"):
+                continue
+            if st.terminal_requested == ("cancelled",):
+                continue
+            if st.delivered != len(st.expected):
+                raise InvariantViolation(
+                    "no loss at quiescence",
+                    where,
+                    f"{len(st.expected)} chunks delivered",
+                    f"{st.delivered} delivered; next missing: {describe(st.expected[st.delivered])}",
+                )
+            if st.terminal_requested is not None and st.outcome is None:
+                raise InvariantViolation(
+                    "no loss at quiescence", where, f"outcome {st.terminal_requested}", "the stream is still open"
+                )
+        for index, s in self.sessions.items():
+            if index in observed_context and observed_context[index] != s.context:
+                raise InvariantViolation(
+                    "session context preserved",
+                    f"session {index}",
+                    describe(s.context),
+                    describe(observed_context[index]),
+                )
+
+    # ---- for the timeline ---------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        return {
+            "restarts": self.restarts,
+            "streams": {
+                f"{k[0]}.{k[1]}": {
+                    "expected": len(st.expected),
+                    "delivered": st.delivered,
+                    "terminal_requested": st.terminal_requested,
+                    "outcome": st.outcome,
+                }
+                for k, st in self.streams.items()
+            },
+        }

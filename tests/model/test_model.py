@@ -1,0 +1,134 @@
+"""The reference model catches each violation it is responsible for, and accepts correct runs."""
+
+import pytest
+
+from statemodel.model import InvariantViolation, Model
+from statemodel.model.status import StatusChecker
+
+
+def expand(command):
+    if command["op"] == "echo":
+        return [command["data"]]
+    return list(command["chunks"])
+
+
+def model_with_stream(chunks=("a", "b", "c")):
+    m = Model(expand)
+    s = m.new_session()
+    key = m.open_stream(s, {"op": "emit", "chunks": list(chunks)})
+    return m, s, key
+
+
+def test_in_order_delivery_and_end_pass():
+    m, s, key = model_with_stream()
+    m.command(key, {"op": "end"})
+    for c in "abc":
+        m.chunk(key, c)
+    m.terminal(key, "end")
+    m.check_quiescent({})
+
+
+def test_duplicate_is_named():
+    m, _, key = model_with_stream()
+    m.chunk(key, "a")
+    with pytest.raises(InvariantViolation, match="duplicate of chunk #0"):
+        m.chunk(key, "a")
+
+
+def test_gap_is_named():
+    m, _, key = model_with_stream()
+    with pytest.raises(InvariantViolation, match=r"chunk #2 \(chunks #0..#1 skipped\)"):
+        m.chunk(key, "c")
+
+
+def test_content_never_sent():
+    m, _, key = model_with_stream()
+    with pytest.raises(InvariantViolation, match="never sent"):
+        m.chunk(key, "zzz")
+
+
+def test_loss_at_quiescence():
+    m, _, key = model_with_stream()
+    m.chunk(key, "a")
+    with pytest.raises(InvariantViolation, match="no loss at quiescence"):
+        m.check_quiescent({})
+
+
+def test_end_before_all_chunks_is_loss():
+    m, _, key = model_with_stream()
+    m.command(key, {"op": "end"})
+    m.chunk(key, "a")
+    with pytest.raises(InvariantViolation, match="no loss before the end"):
+        m.terminal(key, "end")
+
+
+def test_error_reason_must_match():
+    m, _, key = model_with_stream(())
+    m.command(key, {"op": "fail", "reason": "boom"})
+    with pytest.raises(InvariantViolation, match="sequenced end and errors"):
+        m.terminal(key, "error", "other")
+
+
+def test_reset_without_cause_is_silent_loss_announced_wrongly():
+    m, _, key = model_with_stream()
+    with pytest.raises(InvariantViolation, match="reset only when the protocol allows it"):
+        m.terminal(key, "reset", "unknown_session")
+
+
+def test_reset_after_restart_is_allowed_and_excused_at_quiescence():
+    m, s, key = model_with_stream()
+    m.server_restarted()
+    m.terminal(key, "reset", "epoch_changed")
+    m.session_reset(s, "epoch_changed")
+    m.check_quiescent({s: {}})
+
+
+def test_session_reset_clears_permission():
+    m, s, key = model_with_stream()
+    m.server_restarted()
+    m.session_reset(s, "epoch_changed")
+    key2 = m.open_stream(s, {"op": "emit", "chunks": ["x"]})
+    with pytest.raises(InvariantViolation, match="reset only"):
+        m.terminal(key2, "reset", "epoch_changed")
+
+
+def test_context_must_match():
+    m, s, key = model_with_stream(())
+    m.command(key, {"op": "set_context", "key": "k0", "value": 1})
+    m.check_context(s, {"k0": 1})
+    with pytest.raises(InvariantViolation, match="session context preserved"):
+        m.check_context(s, {"k0": 2})
+    with pytest.raises(InvariantViolation, match="session context preserved"):
+        m.check_quiescent({s: {}})
+
+
+def test_chunk_after_end():
+    m, _, key = model_with_stream(("a",))
+    m.command(key, {"op": "end"})
+    m.chunk(key, "a")
+    m.terminal(key, "end")
+    with pytest.raises(InvariantViolation, match="nothing after the end"):
+        m.chunk(key, "a")
+
+
+def test_status_grammar_accepts_a_resume_cycle():
+    c = StatusChecker()
+    for e in [("connected",), ("disconnected", "abort"), ("reconnecting", 1), ("reconnecting", 2),
+              ("connected",), ("resumed", "recovered", None), ("disconnected", "x"), ("reconnecting", 1)]:
+        c.feed(e, "s0")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [("resumed", "recovered", None)],
+        [("connected",), ("connected",)],
+        [("connected",), ("disconnected", "x"), ("reconnecting", 2)],
+        [("connected",), ("disconnected", "x"), ("reconnecting", 1), ("connected",), ("resumed", "maybe", None)],
+    ],
+)
+def test_status_grammar_rejects(events):
+    c = StatusChecker()
+    with pytest.raises(InvariantViolation, match="valid status sequence"):
+        for e in events:
+            c.feed(e, "s0")

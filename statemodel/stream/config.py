@@ -1,0 +1,46 @@
+"""Every limit and timer of the reference resumable stream, in one frozen dataclass.
+
+One place so PROTOCOL.md, the tester's model and both shells agree on the numbers; the
+defaults are what `statemodel serve` uses. Times are seconds (virtual under MockClock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Config:
+    handshake_timeout: float = 10.0  # WebSocket opening handshake + hello/welcome
+    heartbeat_interval: float = 5.0  # a ping frame at least this often, both ways
+    dead_after: float = 15.0  # no frame received for this long => connection is dead
+    send_timeout: float = 15.0  # one WebSocket send may block at most this long
+    close_timeout: float = 2.0  # bound on the WebSocket closing handshake
+    ack_interval: float = 0.05  # send a pending cumulative ack at most this late
+    ack_bytes: int = 256 * KiB  # ...or as soon as this many unacked bytes arrived
+    fragment_size: int = 64 * KiB  # data payload bytes per fragment
+    max_frame_size: int = 1 * MiB  # one encoded frame (header + payload)
+    max_header_size: int = 64 * KiB  # JSON header of one frame
+    max_message_size: int = 16 * MiB  # one reassembled message
+    replay_max_bytes: int = 8 * MiB  # unacked payload bytes kept per session and direction
+    replay_max_count: int = 4096  # unacked items kept per session and direction
+    replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
+    session_ttl: float = 120.0  # a session with no connection for this long expires
+    max_sessions: int = 10_000
+    max_streams_per_session: int = 256  # concurrently open streams
+    backoff_base: float = 0.05
+    backoff_max: float = 5.0
+    backoff_jitter: float = 0.5  # fraction of the delay that is randomised away
+    max_reconnect_attempts: int | None = None  # None = retry forever
+    ws_message_queue_size: int = 64  # trio-websocket's default of 1 stalls pongs/closes
+    ws_receive_buffer_size: int = 64 * KiB  # trio-websocket's default is 4 KiB
+    mutants: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def ws_max_message_size(self) -> int:
+        """trio-websocket closes 1009 above this; keep it above our own frame limit so
+        oversized frames get *our* documented close code instead."""
+        return self.max_frame_size + 64 * KiB

@@ -1,0 +1,153 @@
+"""Wire format: one frame = one binary WebSocket message =
+``u32 big-endian header length | UTF-8 JSON header object | raw payload bytes``.
+
+Pure (no trio). `decode` validates everything a peer controls and raises
+`ProtocolError` with the documented close code, so bad input never reaches the core.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CloseCode, ProtocolError
+
+VERSION = 1
+# Sequenced item types: per stream, per direction, seq from 1.
+C2S_ITEMS = frozenset({"open", "data", "cancel", "ctx"})
+S2C_ITEMS = frozenset({"data", "end", "error", "ctx"})
+ITEMS = C2S_ITEMS | S2C_ITEMS
+CONTROL = frozenset({"hello", "welcome", "ack", "ping", "pong"})
+TYPES = ITEMS | CONTROL
+
+_LEN = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """`t` is the frame type; `h` holds the other header fields; `payload` raw bytes."""
+
+    t: str
+    h: dict[str, Any] = field(default_factory=dict)
+    payload: bytes = b""
+
+    @property
+    def sid(self) -> int:
+        return self.h["s"]
+
+    @property
+    def seq(self) -> int:
+        return self.h["q"]
+
+
+def encode(frame: Frame) -> bytes:
+    header = json.dumps({"t": frame.t, **frame.h}, separators=(",", ":"), ensure_ascii=False).encode()
+    return _LEN.pack(len(header)) + header + frame.payload
+
+
+def _bad(msg: str) -> ProtocolError:
+    return ProtocolError(CloseCode.MALFORMED_FRAME, msg)
+
+
+def _uint(h: dict, key: str, *, minimum: int = 0) -> int:
+    v = h.get(key)
+    if type(v) is not int or v < minimum:
+        raise _bad(f"field {key!r} must be an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def _seq_map(v: Any, key: str) -> dict[int, int]:
+    """JSON object {"stream id": seq} -> {int: int} (JSON keys are strings)."""
+    if not isinstance(v, dict):
+        raise _bad(f"field {key!r} must be an object of stream id -> seq")
+    out: dict[int, int] = {}
+    for k, s in v.items():
+        if not (isinstance(k, str) and k.isdigit() and len(k) <= 12):
+            raise _bad(f"field {key!r} has a bad stream id {k!r}")
+        if type(s) is not int or s < 0:
+            raise _bad(f"field {key!r} has a bad seq {s!r} for stream {k}")
+        out[int(k)] = s
+    return out
+
+
+def decode(data: bytes, *, max_frame_size: int = 1 << 20, max_header_size: int = 1 << 16) -> Frame:
+    if not isinstance(data, (bytes, bytearray)):
+        raise _bad("frames are binary WebSocket messages, got a text message")
+    if len(data) > max_frame_size:
+        raise ProtocolError(CloseCode.FRAME_TOO_LARGE, f"frame of {len(data)} bytes exceeds {max_frame_size}")
+    if len(data) < 4:
+        raise _bad(f"truncated frame: {len(data)} bytes, need at least 4")
+    (hlen,) = _LEN.unpack_from(data)
+    if hlen > max_header_size:
+        raise _bad(f"header length {hlen} exceeds {max_header_size}")
+    if 4 + hlen > len(data):
+        raise _bad(f"truncated frame: header length {hlen} but only {len(data) - 4} bytes follow")
+    try:
+        h = json.loads(bytes(data[4 : 4 + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad(f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(h, dict):
+        raise _bad("header must be a JSON object")
+    t = h.pop("t", None)
+    if t not in TYPES:
+        raise _bad(f"unknown frame type {t!r}")
+    payload = bytes(data[4 + hlen :])
+    _validate(t, h)
+    if payload and t not in ("open", "data"):
+        raise _bad(f"frame type {t!r} carries no payload, got {len(payload)} bytes")
+    return Frame(t, h, payload)
+
+
+def _validate(t: str, h: dict) -> None:
+    if t in ITEMS:
+        _uint(h, "s")
+        _uint(h, "q", minimum=1)
+        if t == "data":
+            if type(h.get("fin")) is not bool:
+                raise _bad("data.fin must be true or false")
+            if h.get("k") not in ("t", "b"):
+                raise _bad("data.k must be 't' (text) or 'b' (bytes)")
+        elif t == "open":
+            if h.get("k") not in ("t", "b"):
+                raise _bad("open.k must be 't' (text) or 'b' (bytes)")
+        elif t == "error":
+            if not isinstance(h.get("reason"), str):
+                raise _bad("error.reason must be a string")
+        elif t == "ctx":
+            if h["s"] != 0:
+                raise _bad("ctx items travel on stream 0 only")
+            if not isinstance(h.get("key"), str) or "value" not in h:
+                raise _bad("ctx needs a string 'key' and a 'value'")
+        if t != "ctx" and h["s"] == 0:
+            raise _bad(f"{t} items need a stream id >= 1 (stream 0 is the session stream)")
+    elif t == "hello":
+        if "v" not in h:
+            raise _bad("hello needs a version field 'v'")
+        r = h.get("resume")
+        if r is not None:
+            if not isinstance(r, dict):
+                raise _bad("hello.resume must be an object")
+            for key in ("session", "token", "epoch"):
+                if not isinstance(r.get(key), str):
+                    raise _bad(f"hello.resume.{key} must be a string")
+            r["recv"] = _seq_map(r.get("recv", {}), "resume.recv")
+    elif t == "welcome":
+        for key in ("session", "token", "epoch"):
+            if not isinstance(h.get(key), str):
+                raise _bad(f"welcome.{key} must be a string")
+        if h.get("outcome") not in ("new", "recovered", "reset"):
+            raise _bad(f"welcome.outcome must be new|recovered|reset, got {h.get('outcome')!r}")
+        h["recv"] = _seq_map(h.get("recv", {}), "recv")
+        lost = h.get("lost", {})
+        if not isinstance(lost, dict) or not all(isinstance(v, str) for v in lost.values()):
+            raise _bad("welcome.lost must be an object of stream id -> reason")
+        ids = _seq_map({k: 0 for k in lost}, "lost")
+        h["lost"] = {sid: lost[key] for sid, key in zip(ids, lost)}
+    elif t in ("ack", "ping", "pong"):
+        h["a"] = _seq_map(h.get("a", {}), "a")
+
+
+def seq_map_json(m: dict[int, int]) -> dict[str, int]:
+    return {str(k): v for k, v in sorted(m.items())}

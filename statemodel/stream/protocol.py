@@ -1,0 +1,725 @@
+"""Sans-IO core of the resumable stream: pure state machines for both ends (no trio).
+
+Bytes and `now` go in; frames to send (per connection `outbox`) and application events come
+out; `next_deadline()` / `on_timer(now)` drive heartbeats, acks, handshake and expiry.
+Session state (sequence numbers, replay buffers, context, streams) lives in `_Endpoint` and
+outlives connections; connection state (outbox, heartbeat clock, close code) lives in `Link`.
+PROTOCOL.md is the normative description; this module is its reference.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import Config
+from .errors import CloseCode, ProtocolError
+from .frames import C2S_ITEMS, S2C_ITEMS, VERSION, Frame, decode, encode
+
+INF = float("inf")
+
+
+def make_token_source(rng: random.Random | None) -> Callable[[], str]:
+    """Unguessable tokens in production (`secrets`); reproducible ones from a seeded rng."""
+    if rng is None:
+        return lambda: secrets.token_urlsafe(32)
+    return lambda: rng.getrandbits(256).to_bytes(32, "big").hex()
+
+
+def split_message(msg: str | bytes, size: int, *, mutants: frozenset[str] = frozenset()) -> tuple[str, list[bytes]]:
+    """Fragments of at most `size` bytes; text is cut only on UTF-8 character boundaries."""
+    kind = "t" if isinstance(msg, str) else "b"
+    data = msg.encode("utf-8") if isinstance(msg, str) else bytes(msg)
+    if not data:
+        return kind, [b""]
+    out, i = [], 0
+    while i < len(data):
+        j = min(len(data), i + size)
+        if kind == "t" and "split_inside_char" not in mutants:
+            while j < len(data) and (data[j] & 0xC0) == 0x80:  # continuation byte
+                j -= 1
+        out.append(data[i:j])
+        i = j
+    return kind, out
+
+
+@dataclass
+class _Out:
+    seq: int
+    order: int  # global send order, so replay keeps cross-stream order
+    data: bytes  # encoded frame
+    size: int  # payload bytes (what the bounds count)
+    t: float  # when it was produced (age eviction)
+
+
+@dataclass
+class _OutStream:
+    next_seq: int = 1
+    buf: deque[_Out] = field(default_factory=deque)
+    evicted_upto: int = 0  # highest seq dropped from the buffer without an ack
+
+
+class Link:
+    """One connection's share of the state: outbox, heartbeat clock, close decision."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.outbox: list[bytes] = []
+        self.ready = False  # hello/welcome done
+        self.close: tuple[int, str] | None = None  # set => the shell closes with this code
+        self.last_recv = now
+        self.last_ping = now
+        self.handshake_deadline = now + config.handshake_timeout
+
+    def fail(self, code: int, message: str) -> None:
+        if self.close is None:
+            self.close = (int(code), message)
+
+    def send(self, frame: Frame) -> None:
+        self.outbox.append(encode(frame))
+
+    def take(self) -> list[bytes]:
+        out, self.outbox = self.outbox, []
+        return out
+
+
+class _Endpoint:
+    """One end's per-session state, kept across connections."""
+
+    def __init__(self, config: Config, mine: frozenset[str], theirs: frozenset[str]) -> None:
+        self.config = config
+        self.mine, self.theirs = mine, theirs  # item types this end may send / receive
+        self.out: dict[int, _OutStream] = {}
+        self.recv: dict[int, int] = {}  # last contiguous seq received per stream
+        self.acked_sent: dict[int, int] = {}  # what the peer has been told via acks
+        self.partial: dict[int, tuple[str, list[bytes], int]] = {}
+        self.buffered_bytes = 0
+        self.buffered_items = 0
+        self._order = 0
+        self.link: Link | None = None
+        self.ack_due: float | None = None
+        self.ack_pending = 0
+        self.context: dict[str, Any] = {}
+
+    # -- sending --------------------------------------------------------------------------
+    def has_capacity(self) -> bool:
+        c = self.config
+        return self.buffered_bytes < c.replay_max_bytes and self.buffered_items < c.replay_max_count
+
+    def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:
+        st = self.out.setdefault(sid, _OutStream())
+        seq = st.next_seq
+        st.next_seq += 1
+        data = encode(Frame(t, {"s": sid, "q": seq, **(fields or {})}, payload))
+        self._order += 1
+        st.buf.append(_Out(seq, self._order, data, len(payload), now))
+        self.buffered_bytes += len(payload)
+        self.buffered_items += 1
+        if self.link is not None and self.link.ready and self.link.close is None:
+            self.link.outbox.append(data)
+        return seq
+
+    def push_message(self, sid: int, msg: str | bytes, now: float) -> None:
+        kind, parts = split_message(msg, self.config.fragment_size, mutants=self.config.mutants)
+        for i, part in enumerate(parts):
+            self.push("data", sid, now, {"fin": i == len(parts) - 1, "k": kind}, part)
+
+    def _drop_through(self, st: _OutStream, seq: int) -> None:
+        while st.buf and st.buf[0].seq <= seq:
+            item = st.buf.popleft()
+            self.buffered_bytes -= item.size
+            self.buffered_items -= 1
+
+    def on_acks(self, acks: dict[int, int]) -> None:
+        for sid, seq in acks.items():
+            st = self.out.get(sid)
+            sent = st.next_seq - 1 if st else 0
+            if seq > sent:
+                raise ProtocolError(
+                    CloseCode.PROTOCOL_VIOLATION, f"ack for stream {sid} up to seq {seq}, but only {sent} were sent"
+                )
+            if st is not None:
+                self._drop_through(st, seq)
+
+    def replay(self) -> None:
+        """Queue every unacked item on the (new) link, in original global order."""
+        assert self.link is not None
+        items = sorted((it for st in self.out.values() for it in st.buf), key=lambda it: it.order)
+        if "replay_skips_first" in self.config.mutants:
+            items = items[1:]
+        self.link.outbox.extend(it.data for it in items)
+
+    def evict_older_than(self, cutoff: float) -> None:
+        for st in self.out.values():
+            while st.buf and st.buf[0].t <= cutoff:
+                item = st.buf.popleft()
+                self.buffered_bytes -= item.size
+                self.buffered_items -= 1
+                if "evict_without_reset" not in self.config.mutants:
+                    st.evicted_upto = item.seq
+
+    # -- receiving ------------------------------------------------------------------------
+    def accept(self, f: Frame, now: float) -> bool:
+        """Dedupe and gap detection: False = duplicate (drop), True = next in order."""
+        if f.t not in self.theirs:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} items may not be sent in this direction")
+        last = self.recv.get(f.sid, 0)
+        if f.seq <= last and "no_dedupe" not in self.config.mutants:
+            return False
+        if f.seq > last + 1:
+            raise ProtocolError(
+                CloseCode.PROTOCOL_VIOLATION, f"gap on stream {f.sid}: got seq {f.seq}, expected {last + 1}"
+            )
+        self.recv[f.sid] = max(last, f.seq)
+        self.ack_pending += len(f.payload) + 1
+        if self.ack_pending >= self.config.ack_bytes and self.link is not None:
+            self.send_ack(now)
+        elif self.ack_due is None:
+            self.ack_due = now + self.config.ack_interval
+        return True
+
+    def reassemble(self, f: Frame) -> str | bytes | None:
+        """Add a data fragment; the whole message once `fin` arrives, else None."""
+        kind, parts, size = self.partial.get(f.sid, (f.h["k"], [], 0))
+        if kind != f.h["k"]:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream {f.sid}: fragment kind changed mid-message")
+        size += len(f.payload)
+        if size > self.config.max_message_size:
+            raise ProtocolError(
+                CloseCode.MESSAGE_TOO_LARGE, f"stream {f.sid}: message exceeds {self.config.max_message_size} bytes"
+            )
+        parts.append(f.payload)
+        if not f.h["fin"]:
+            self.partial[f.sid] = (kind, parts, size)
+            return None
+        self.partial.pop(f.sid, None)
+        data = b"".join(parts)
+        if kind == "b":
+            return data
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text message is not UTF-8: {exc}") from None
+
+    def ack_map(self) -> dict[int, int]:
+        return {s: q for s, q in self.recv.items() if self.acked_sent.get(s, 0) < q}
+
+    def send_ack(self, now: float, t: str = "ack") -> None:
+        assert self.link is not None
+        a = self.ack_map()
+        if a or t != "ack":
+            self.link.send(Frame(t, {"a": a}))
+            if t != "ack":
+                self.link.last_ping = now
+        self.acked_sent.update(a)
+        self.ack_due, self.ack_pending = None, 0
+
+    # -- connection timers ----------------------------------------------------------------
+    def link_deadline(self) -> float:
+        link = self.link
+        if link is None or link.close is not None:
+            return INF
+        if not link.ready:
+            return link.handshake_deadline
+        c = self.config
+        d = min(link.last_recv + c.dead_after, link.last_ping + c.heartbeat_interval)
+        return min(d, self.ack_due) if self.ack_due is not None else d
+
+    def link_timer(self, now: float) -> None:
+        link = self.link
+        if link is None or link.close is not None:
+            return
+        if not link.ready:
+            if now >= link.handshake_deadline:
+                link.fail(CloseCode.HANDSHAKE_TIMEOUT, "no hello/welcome within handshake_timeout")
+            return
+        if now >= link.last_recv + self.config.dead_after:
+            link.fail(CloseCode.PEER_DEAD, f"nothing received for {self.config.dead_after}s")
+        elif now >= link.last_ping + self.config.heartbeat_interval:
+            self.send_ack(now, "ping")
+        elif self.ack_due is not None and now >= self.ack_due:
+            self.send_ack(now)
+
+    def on_control(self, f: Frame, now: float) -> None:
+        self.on_acks(f.h["a"])
+        if f.t == "ping":
+            self.send_ack(now, "pong")
+
+
+def _decode(config: Config, data: bytes) -> Frame:
+    return decode(data, max_frame_size=config.max_frame_size, max_header_size=config.max_header_size)
+
+
+# ==================================================================================== server
+@dataclass(frozen=True)
+class Opened:
+    session: str
+    sid: int
+    payload: str | bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    session: str
+    sid: int
+    data: str | bytes
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    session: str
+    sid: int
+
+
+@dataclass(frozen=True)
+class ContextSet:
+    session: str
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class StreamGone:
+    """The server must stop the app of this stream without sending anything (lost/expired)."""
+
+    session: str
+    sid: int
+    reason: str
+
+
+class ServerSession:
+    def __init__(self, config: Config, sid: str, token: str, now: float) -> None:
+        self.id, self.token = sid, token
+        self.ep = _Endpoint(config, frozenset(S2C_ITEMS), frozenset(C2S_ITEMS))
+        self.open: set[int] = set()  # streams whose app runs (no end/error pushed yet)
+        self.max_sid = 0
+        self.disconnected_at: float | None = now
+
+
+class ServerConnection(Link):
+    def __init__(self, proto: "ServerProtocol", now: float) -> None:
+        super().__init__(proto.config, now)
+        self.proto = proto
+        self.session: ServerSession | None = None
+
+    def receive(self, data: bytes, now: float) -> None:
+        """One WebSocket message in. Protocol errors set `close` instead of raising."""
+        if self.close is not None:
+            return
+        self.last_recv = now
+        try:
+            f = _decode(self.config, data)
+            if self.session is None:
+                self.proto._hello(self, f, now)
+            else:
+                self.proto._frame(self.session, f, now)
+        except ProtocolError as exc:
+            self.fail(exc.code, exc.message)
+
+    def next_deadline(self) -> float:
+        if self.session is None:
+            return INF if self.close else self.handshake_deadline
+        return self.session.ep.link_deadline() if self.session.ep.link is self else INF
+
+    def on_timer(self, now: float) -> None:
+        if self.session is None:
+            if self.close is None and now >= self.handshake_deadline:
+                self.fail(CloseCode.HANDSHAKE_TIMEOUT, "no hello within handshake_timeout")
+        elif self.session.ep.link is self:
+            self.session.ep.link_timer(now)
+
+
+class ServerProtocol:
+    """Registry of sessions for one server process; `epoch` changes on every restart."""
+
+    def __init__(self, config: Config = Config(), rng: random.Random | None = None) -> None:
+        self.config = config
+        self._token = make_token_source(rng)
+        self.epoch = self._token()[:16]
+        self.sessions: dict[str, ServerSession] = {}
+        self._expired: OrderedDict[str, None] = OrderedDict()  # recently expired ids, bounded
+        self.events: list[Any] = []
+
+    def connect(self, now: float) -> ServerConnection:
+        return ServerConnection(self, now)
+
+    def drain_events(self) -> list[Any]:
+        out, self.events = self.events, []
+        return out
+
+    # -- handshake ------------------------------------------------------------------------
+    def _hello(self, conn: ServerConnection, f: Frame, now: float) -> None:
+        if f.t != "hello":
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"first frame must be hello, got {f.t!r}")
+        if f.h["v"] != VERSION:
+            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"version {f.h['v']!r} not supported (this server speaks {VERSION})")
+        r = f.h.get("resume")
+        lost: dict[int, str] = {}
+        reason = None
+        s = None
+        if r is not None:
+            if r["epoch"] != self.epoch:
+                reason = "epoch_changed"
+            else:
+                s = self.sessions.get(r["session"])
+                if s is None:
+                    reason = "session_expired" if r["session"] in self._expired else "unknown_session"
+                elif not hmac.compare_digest(s.token.encode(), r["token"].encode()):
+                    raise ProtocolError(CloseCode.FORGED_TOKEN, "resume token does not match the session")
+        if s is None:
+            if len(self.sessions) >= self.config.max_sessions:
+                raise ProtocolError(CloseCode.SERVER_BUSY, f"server holds its maximum of {self.config.max_sessions} sessions")
+            s = ServerSession(self.config, self._token()[:24], self._token(), now)
+            self.sessions[s.id] = s
+            outcome = "new" if r is None else "reset"
+        else:
+            ep = s.ep
+            peer_recv = r["recv"]
+            ep.on_acks(peer_recv)  # raises on ack beyond sent
+            for sid, st in ep.out.items():
+                if st.evicted_upto > peer_recv.get(sid, 0):
+                    lost[sid] = "replay_evicted"
+            for sid in lost:
+                st = ep.out[sid]
+                ep._drop_through(st, st.next_seq)
+                if sid in s.open:
+                    s.open.discard(sid)
+                    self.events.append(StreamGone(s.id, sid, "replay_evicted"))
+            outcome = "reset" if lost else "recovered"
+            reason = "replay_evicted" if lost else None
+            if "recovered_despite_loss" in self.config.mutants and lost:
+                outcome, reason = "recovered", None
+            old = ep.link
+            if old is not None and old is not conn and "no_fencing" not in self.config.mutants:
+                old.fail(CloseCode.SUPERSEDED, "a newer connection resumed this session")
+        conn.session = s
+        ep = s.ep
+        ep.link = conn
+        s.disconnected_at = None
+        if "seq_restart_per_connection" in self.config.mutants:
+            for st in ep.out.values():
+                st.next_seq = 1
+        welcome = {"v": VERSION, "session": s.id, "token": s.token, "epoch": self.epoch, "outcome": outcome,
+                   "recv": dict(ep.recv), "lost": lost}
+        if reason:
+            welcome["reason"] = reason
+        conn.send(Frame("welcome", welcome))
+        ep.acked_sent = dict(ep.recv)
+        ep.ack_due, ep.ack_pending = None, 0
+        conn.ready = True
+        conn.last_ping = now
+        ep.replay()
+
+    # -- established ----------------------------------------------------------------------
+    def _frame(self, s: ServerSession, f: Frame, now: float) -> None:
+        ep = s.ep
+        if ep.link is None or ep.link.close is not None:
+            return
+        if f.t in ("ack", "ping", "pong"):
+            ep.on_control(f, now)
+            return
+        if f.t in ("hello", "welcome"):
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"unexpected {f.t!r} on an established connection")
+        if f.t == "open" and f.sid <= s.max_sid and f.sid not in ep.recv:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream ids must increase; {f.sid} after {s.max_sid}")
+        if f.t != "open" and f.t != "ctx" and f.seq == 1 and f.sid not in ep.recv:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} on stream {f.sid}, which was never opened")
+        if f.t == "open" and f.seq != 1 and f.sid in ep.recv and f.seq > ep.recv[f.sid]:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"open must be the first item of stream {f.sid}")
+        if not ep.accept(f, now):
+            return
+        if f.t == "ctx":
+            ep.context[f.h["key"]] = f.h["value"]
+            self.events.append(ContextSet(s.id, f.h["key"], f.h["value"]))
+        elif f.t == "open":
+            s.max_sid = max(s.max_sid, f.sid)
+            payload = f.payload.decode("utf-8", "replace") if f.h["k"] == "t" else f.payload
+            if len(s.open) >= self.config.max_streams_per_session:
+                ep.push("error", f.sid, now, {"reason": "too_many_streams"})
+            else:
+                s.open.add(f.sid)
+                self.events.append(Opened(s.id, f.sid, payload))
+        elif f.t == "data":
+            msg = ep.reassemble(f)
+            if msg is not None and f.sid in s.open:
+                self.events.append(Message(s.id, f.sid, msg))
+        elif f.t == "cancel":
+            if f.sid in s.open:
+                self.events.append(Cancelled(s.id, f.sid))
+
+    def disconnected(self, conn: ServerConnection, now: float) -> None:
+        conn.fail(CloseCode.ABNORMAL, "connection lost")
+        s = conn.session
+        if s is not None and s.ep.link is conn:
+            s.ep.link = None
+            s.disconnected_at = now
+            if "inflight_per_connection" in self.config.mutants:
+                for st in s.ep.out.values():
+                    s.ep._drop_through(st, st.next_seq)
+
+    # -- application side -----------------------------------------------------------------
+    def has_capacity(self, session: str) -> bool:
+        s = self.sessions.get(session)
+        return s is None or s.ep.has_capacity()
+
+    def is_open(self, session: str, sid: int) -> bool:
+        s = self.sessions.get(session)
+        return s is not None and sid in s.open
+
+    def emit(self, session: str, sid: int, chunk: str | bytes, now: float) -> bool:
+        s = self.sessions.get(session)
+        if s is None or sid not in s.open:
+            return False
+        s.ep.push_message(sid, chunk, now)
+        return True
+
+    def finish(self, session: str, sid: int, now: float, error: str | None = None) -> None:
+        s = self.sessions.get(session)
+        if s is None or sid not in s.open:
+            return
+        s.open.discard(sid)
+        if error is None:
+            s.ep.push("end", sid, now)
+        else:
+            s.ep.push("error", sid, now, {"reason": error})
+
+    def set_context(self, session: str, key: str, value: Any, now: float) -> None:
+        s = self.sessions.get(session)
+        if s is not None:
+            s.ep.context[key] = value
+            s.ep.push("ctx", 0, now, {"key": key, "value": value})
+
+    def context(self, session: str) -> dict[str, Any]:
+        s = self.sessions.get(session)
+        return s.ep.context if s is not None else {}
+
+    # -- session timers -------------------------------------------------------------------
+    def next_deadline(self) -> float:
+        d = INF
+        for s in self.sessions.values():
+            if s.disconnected_at is not None:
+                d = min(d, s.disconnected_at + self.config.session_ttl)
+                oldest = min((st.buf[0].t for st in s.ep.out.values() if st.buf), default=INF)
+                d = min(d, max(oldest + self.config.replay_max_age, s.disconnected_at))
+        return d
+
+    def on_timer(self, now: float) -> None:
+        for s in list(self.sessions.values()):
+            if s.disconnected_at is None:
+                continue
+            if now >= s.disconnected_at + self.config.session_ttl:
+                del self.sessions[s.id]
+                self._expired[s.id] = None
+                while len(self._expired) > 4096:
+                    self._expired.popitem(last=False)
+                for sid in sorted(s.open):
+                    self.events.append(StreamGone(s.id, sid, "session_expired"))
+                s.open.clear()
+            else:
+                s.ep.evict_older_than(now - self.config.replay_max_age)
+
+    def stats(self) -> dict[str, int]:
+        ss = self.sessions.values()
+        return {
+            "sessions": len(self.sessions),
+            "connected": sum(1 for s in ss if s.ep.link is not None),
+            "open_streams": sum(len(s.open) for s in ss),
+            "buffered_bytes": sum(s.ep.buffered_bytes for s in ss),
+            "buffered_items": sum(s.ep.buffered_items for s in ss),
+        }
+
+
+# ==================================================================================== client
+@dataclass(frozen=True)
+class Welcome:
+    outcome: str  # new | recovered | reset
+    reason: str | None
+    lost: dict[int, str]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    sid: int
+    data: str | bytes
+
+
+@dataclass(frozen=True)
+class Ended:
+    sid: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Sequenced `error` item: the server app failed (or was cancelled)."""
+
+    sid: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reset:
+    """The stream's data is unrecoverable (session reset, replay evicted)."""
+
+    sid: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClientContextSet:
+    key: str
+    value: Any
+
+
+class ClientProtocol:
+    """One client session across any number of connections."""
+
+    def __init__(self, config: Config = Config()) -> None:
+        self.config = config
+        self.session: str | None = None
+        self.token: str | None = None
+        self.epoch: str | None = None
+        self._new_endpoint()
+        self.events: list[Any] = []
+
+    def _new_endpoint(self) -> None:
+        self.ep = _Endpoint(self.config, frozenset(C2S_ITEMS), frozenset(S2C_ITEMS))
+        self.streams: set[int] = set()  # opened and not yet ended/failed/reset
+        self.next_sid = 1
+
+    @property
+    def link(self) -> Link | None:
+        return self.ep.link
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self.ep.context
+
+    def drain_events(self) -> list[Any]:
+        out, self.events = self.events, []
+        return out
+
+    # -- connections ----------------------------------------------------------------------
+    def connect(self, now: float) -> Link:
+        link = Link(self.config, now)
+        hello: dict[str, Any] = {"v": VERSION}
+        if self.session is not None:
+            hello["resume"] = {"session": self.session, "token": self.token, "epoch": self.epoch,
+                               "recv": dict(self.ep.recv)}
+        link.send(Frame("hello", hello))
+        self.ep.link = link
+        return link
+
+    def disconnected(self, now: float) -> None:
+        if self.ep.link is not None:
+            self.ep.link.fail(CloseCode.ABNORMAL, "connection lost")
+        self.ep.link = None
+
+    def receive(self, data: bytes, now: float) -> None:
+        link = self.ep.link
+        if link is None or link.close is not None:
+            return
+        link.last_recv = now
+        try:
+            f = _decode(self.config, data)
+            if not link.ready:
+                self._welcome(link, f, now)
+            else:
+                self._frame(f, now)
+        except ProtocolError as exc:
+            link.fail(exc.code, exc.message)
+
+    def _welcome(self, link: Link, f: Frame, now: float) -> None:
+        if f.t != "welcome":
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"expected welcome, got {f.t!r}")
+        if f.h.get("v") != VERSION:
+            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"server speaks version {f.h.get('v')!r}")
+        h = f.h
+        outcome, reason, lost = h["outcome"], h.get("reason"), h["lost"]
+        if self.session is not None and h["session"] != self.session:
+            # A different session: everything of the old one is gone.
+            reason = reason or "unknown_session"
+            for sid in sorted(self.streams):
+                self.events.append(Reset(sid, reason))
+            self._new_endpoint()
+            self.ep.link = link
+            outcome = "reset"
+        else:
+            for sid, why in sorted(lost.items()):
+                if sid in self.streams:
+                    self.streams.discard(sid)
+                    self.events.append(Reset(sid, why))
+                st = self.ep.out.get(sid)
+                if st is not None:
+                    self.ep._drop_through(st, st.next_seq)
+        self.session, self.token, self.epoch = h["session"], h["token"], h["epoch"]
+        self.ep.on_acks(h["recv"])
+        self.ep.acked_sent = dict(self.ep.recv)
+        self.ep.ack_due, self.ep.ack_pending = None, 0
+        link.ready = True
+        link.last_ping = now
+        self.ep.replay()
+        self.events.append(Welcome(outcome, reason, dict(lost)))
+
+    def _frame(self, f: Frame, now: float) -> None:
+        ep = self.ep
+        if f.t in ("ack", "ping", "pong"):
+            ep.on_control(f, now)
+            return
+        if f.t in ("hello", "welcome"):
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"unexpected {f.t!r} on an established connection")
+        if f.t != "ctx" and f.sid >= self.next_sid:
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} for stream {f.sid}, which was never opened")
+        if not ep.accept(f, now):
+            return
+        if f.t == "ctx":
+            ep.context[f.h["key"]] = f.h["value"]
+            self.events.append(ClientContextSet(f.h["key"], f.h["value"]))
+            return
+        if f.sid not in self.streams:
+            return  # stream already finished or reset locally: drop
+        if f.t == "data":
+            msg = ep.reassemble(f)
+            if msg is not None:
+                self.events.append(Chunk(f.sid, msg))
+        elif f.t == "end":
+            self.streams.discard(f.sid)
+            self.events.append(Ended(f.sid))
+        elif f.t == "error":
+            self.streams.discard(f.sid)
+            self.events.append(Failed(f.sid, f.h["reason"]))
+
+    # -- application side -----------------------------------------------------------------
+    def has_capacity(self) -> bool:
+        return self.ep.has_capacity()
+
+    def open(self, payload: str | bytes, now: float) -> int:
+        sid = self.next_sid
+        self.next_sid += 1
+        self.streams.add(sid)
+        k = "t" if isinstance(payload, str) else "b"
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        self.ep.push("open", sid, now, {"k": k}, data)
+        return sid
+
+    def send(self, sid: int, msg: str | bytes, now: float) -> None:
+        if sid not in self.streams:
+            raise ValueError(f"stream {sid} is not open")
+        self.ep.push_message(sid, msg, now)
+
+    def cancel(self, sid: int, now: float) -> None:
+        if sid in self.streams:
+            self.ep.push("cancel", sid, now)
+
+    def set_context(self, key: str, value: Any, now: float) -> None:
+        self.ep.context[key] = value
+        self.ep.push("ctx", 0, now, {"key": key, "value": value})
+
+    def next_deadline(self) -> float:
+        return self.ep.link_deadline()
+
+    def on_timer(self, now: float) -> None:
+        self.ep.link_timer(now)

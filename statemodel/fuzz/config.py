@@ -1,0 +1,124 @@
+"""Plain, picklable descriptions of a fuzz run and its results (they cross process bounds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class FuzzConfig:
+    target: str = "reference"
+    transport: str = "sim"
+    mutants: tuple[str, ...] = ()
+    examples: int | None = None  # None: the profile's max_examples (unless duration is set)
+    duration: float | None = None  # seconds of wall time; examples then run in batches
+    seed: int = 0
+    workers: int = 1
+    db: str | None = None
+    profile: str = "dev"
+    machine: str | None = None  # module:callable; None = $STATEMODEL_MACHINE or the default
+    batch_examples: int = 100  # examples per batch in --duration mode
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mutants"] = list(self.mutants)
+        return d
+
+
+@dataclasses.dataclass
+class Failure:
+    """One distinct failure, with everything needed to write and re-run a reproducer."""
+
+    worker: int
+    seed: int
+    error_type: str
+    message: str
+    program: str | None
+    blob: tuple[str, str] | None  # (hypothesis version, bytes literal)
+    machine: str  # module:callable
+    options: dict[str, Any]
+    step_count: int  # stateful_step_count, needed to replay the blob
+    invariant: dict[str, Any] | None = None  # {"invariant", "expected", "actual", "step"}
+    recording: dict[str, Any] | None = None
+    reproduced: bool | None = None  # did re-running the program fail the same way?
+    traceback: str | None = None
+
+    def key(self) -> tuple:
+        return (self.error_type, self.message, self.program)
+
+    @property
+    def title(self) -> str:
+        if self.invariant:
+            return f"invariant {self.invariant['invariant']} violated"
+        return f"{self.error_type}: {self.message}"
+
+
+@dataclasses.dataclass
+class WorkerResult:
+    worker: int
+    seed: int
+    examples: int = 0
+    steps: int = 0
+    faults: dict[str, int] = dataclasses.field(default_factory=dict)
+    slowest_recovery: float | None = None
+    trace_digest: str = ""
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+    error: str | None = None  # infrastructure error in this worker
+    elapsed: float = 0.0
+
+
+@dataclasses.dataclass
+class FuzzResult:
+    config: FuzzConfig
+    workers: list[WorkerResult]
+    trace_digest: str
+    elapsed: float
+
+    @property
+    def failures(self) -> list[Failure]:
+        seen, out = set(), []
+        for w in self.workers:
+            for f in w.failures:
+                if f.key() not in seen:
+                    seen.add(f.key())
+                    out.append(f)
+        return out
+
+    @property
+    def examples(self) -> int:
+        return sum(w.examples for w in self.workers)
+
+    @property
+    def steps(self) -> int:
+        return sum(w.steps for w in self.workers)
+
+    @property
+    def faults(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for w in self.workers:
+            for k, v in w.faults.items():
+                total[k] = total.get(k, 0) + v
+        return dict(sorted(total.items()))
+
+    @property
+    def slowest_recovery(self) -> float | None:
+        vals = [w.slowest_recovery for w in self.workers if w.slowest_recovery is not None]
+        return max(vals) if vals else None
+
+    @property
+    def interrupted(self) -> bool:
+        return any(w.interrupted for w in self.workers)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"worker {w.worker}: {w.error}" for w in self.workers if w.error]
+
+    @property
+    def exit_code(self) -> int:
+        if self.failures:
+            return 1
+        if self.errors or self.interrupted:
+            return 2
+        return 0

@@ -1,0 +1,135 @@
+"""Run a fuzz config on N worker processes sharing one example database; merge results.
+
+Workers are ``multiprocessing`` spawn processes with seeds ``seed, seed+1, …``. Ctrl-C
+(SIGINT to the process group, or forwarded by the parent) makes each worker stop
+Hypothesis and send back what it has; a time-out does the same after a grace period, and
+stragglers are terminated so the command never hangs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import time
+
+from statemodel.fuzz.config import FuzzConfig, FuzzResult, WorkerResult
+from statemodel.fuzz.progress import Progress
+from statemodel.fuzz.runner import run_worker, worker_seed
+
+GRACE = 30.0  # seconds past --duration before workers are interrupted
+COLLECT_TIMEOUT = 30.0  # seconds to wait for results after an interrupt
+
+
+def combine_digests(results: list[WorkerResult]) -> str:
+    text = "\n".join(f"{r.worker}:{r.trace_digest}" for r in sorted(results, key=lambda r: r.worker))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _safe_run(config: FuzzConfig, worker: int, progress, should_stop) -> WorkerResult:
+    try:
+        return run_worker(config, worker, progress, should_stop)
+    except KeyboardInterrupt:
+        return WorkerResult(worker=worker, seed=worker_seed(config, worker), interrupted=True)
+    except Exception as exc:  # infrastructure: reported per worker, never a traceback
+        return WorkerResult(worker=worker, seed=worker_seed(config, worker),
+                            error=f"{type(exc).__name__}: {exc}")
+
+
+def _worker_main(config: FuzzConfig, worker: int, q, stop) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    last = [0.0]
+
+    def progress(w, snap):
+        now = time.monotonic()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            q.put(("progress", w, snap))
+
+    result = _safe_run(config, worker, progress, stop.is_set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the result
+    q.put(("done", worker, result))
+
+
+def run(config: FuzzConfig, progress: Progress | None = None) -> FuzzResult:
+    started = time.monotonic()
+    if config.workers <= 1:
+        cb = progress.update if progress else None
+        result = _safe_run(config, 0, cb, lambda: False)
+        if progress:
+            progress.update(0, {"examples": result.examples, "steps": result.steps,
+                                "faults": result.faults, "slowest_recovery": result.slowest_recovery})
+            for f in result.failures:
+                progress.failure(f.title)
+        return FuzzResult(config, [result], combine_digests([result]), time.monotonic() - started)
+    return _run_many(config, progress, started)
+
+
+def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> FuzzResult:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    stop = ctx.Event()
+    procs = {w: ctx.Process(target=_worker_main, args=(config, w, q, stop), daemon=True)
+             for w in range(config.workers)}
+    for p in procs.values():
+        p.start()
+    results: dict[int, WorkerResult] = {}
+    hard_deadline = started + config.duration + GRACE if config.duration is not None else None
+    interrupted_at = None
+
+    def interrupt():
+        stop.set()
+        for w, p in procs.items():
+            if w not in results and p.is_alive() and p.pid:
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    while len(results) < len(procs):
+        try:
+            try:
+                kind, w, payload = q.get(timeout=0.2)
+            except queue_mod.Empty:
+                now = time.monotonic()
+                if interrupted_at is None and hard_deadline is not None and now > hard_deadline:
+                    interrupted_at = now
+                    interrupt()
+                if interrupted_at is not None and now - interrupted_at > COLLECT_TIMEOUT:
+                    break
+                dead = [w for w, p in procs.items() if w not in results and not p.is_alive()]
+                if dead and q.empty():
+                    time.sleep(0.2)  # let a final message that is still in the pipe arrive
+                    if q.empty():
+                        for w in dead:
+                            results[w] = WorkerResult(worker=w, seed=worker_seed(config, w),
+                                                      error=f"worker exited with code {procs[w].exitcode}")
+                continue
+        except KeyboardInterrupt:
+            if interrupted_at is None:
+                interrupted_at = time.monotonic()
+                interrupt()
+            continue
+        if kind == "progress":
+            if progress:
+                progress.update(w, payload)
+        else:
+            results[w] = payload
+            if progress:
+                progress.update(w, {"examples": payload.examples, "steps": payload.steps,
+                                    "faults": payload.faults,
+                                    "slowest_recovery": payload.slowest_recovery})
+                for f in payload.failures:
+                    progress.failure(f"worker {w}: {f.title}")
+    for w, p in procs.items():
+        p.join(timeout=5)
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+        if w not in results:
+            results[w] = WorkerResult(worker=w, seed=worker_seed(config, w), interrupted=True,
+                                      error="worker did not report before the time-out")
+    ordered = [results[w] for w in sorted(results)]
+    return FuzzResult(config, ordered, combine_digests(ordered), time.monotonic() - started)

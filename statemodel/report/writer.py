@@ -1,0 +1,115 @@
+"""Write a fuzz result to a directory: summary.json, junit.xml, failure-<n>/ folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import hypothesis
+
+from statemodel.fuzz.config import Failure, FuzzResult
+from statemodel.record import canonical
+from statemodel.report.repro import render_repro
+from statemodel.report.timeline import render_html
+
+
+def failure_trace(failure: Failure) -> dict:
+    """trace.json: the recording plus what is needed to re-run and explain it."""
+    import hashlib
+
+    rec = failure.recording
+    return {
+        "machine": failure.machine,
+        "options": failure.options,
+        "seed": failure.seed,
+        "worker": failure.worker,
+        "step_count": failure.step_count,
+        "error": {"type": failure.error_type, "message": failure.message},
+        "invariant": failure.invariant,
+        "program": failure.program,
+        "blob": list(failure.blob) if failure.blob else None,
+        "reproduced": failure.reproduced,
+        "traceback": failure.traceback,
+        "recording": rec,
+        "recording_digest": hashlib.sha256(canonical(rec).encode()).hexdigest() if rec else None,
+    }
+
+
+def summary(result: FuzzResult, folders: list[str]) -> dict:
+    return {
+        "seed": result.config.seed,
+        "config": result.config.to_json(),
+        "hypothesis": hypothesis.__version__,
+        "examples": result.examples,
+        "steps": result.steps,
+        "faults": result.faults,
+        "slowest_recovery": result.slowest_recovery,
+        "failures": [
+            {"title": f.title, "error_type": f.error_type, "message": f.message,
+             "invariant": f.invariant, "worker": f.worker, "seed": f.seed,
+             "reproduced": f.reproduced, "folder": folder}
+            for f, folder in zip(result.failures, folders)
+        ],
+        "workers": [
+            {"worker": w.worker, "seed": w.seed, "examples": w.examples, "steps": w.steps,
+             "trace_digest": w.trace_digest, "interrupted": w.interrupted, "error": w.error,
+             "elapsed": round(w.elapsed, 3)}
+            for w in result.workers
+        ],
+        "errors": result.errors,
+        "interrupted": result.interrupted,
+        "exit_code": result.exit_code,
+        "elapsed": round(result.elapsed, 3),
+        "trace_digest": result.trace_digest,
+    }
+
+
+def junit(result: FuzzResult) -> ET.ElementTree:
+    cfg = result.config
+    label = f"{cfg.target}[{cfg.transport}" + (f",mutants={'+'.join(cfg.mutants)}" if cfg.mutants else "") + "]"
+    suite = ET.Element("testsuite", name="statemodel.fuzz", tests=str(len(result.workers)),
+                       failures=str(sum(bool(w.failures) for w in result.workers)),
+                       errors=str(sum(bool(w.error) for w in result.workers)),
+                       time=f"{result.elapsed:.3f}")
+    for w in result.workers:
+        case = ET.SubElement(suite, "testcase", classname=f"statemodel.fuzz.{label}",
+                             name=f"worker{w.worker}-seed{w.seed}", time=f"{w.elapsed:.3f}")
+        for f in w.failures:
+            el = ET.SubElement(case, "failure", message=f.title, type=f.error_type)
+            inv = f.invariant
+            detail = f"{f.error_type}: {f.message}\n"
+            if inv:
+                detail += f"expected: {inv['expected']!r}\nactual: {inv['actual']!r}\n"
+            el.text = detail + "\n" + (f.program or "")
+        if w.error:
+            ET.SubElement(case, "error", message=w.error, type="InfrastructureError").text = w.error
+        elif w.interrupted and not w.failures:
+            ET.SubElement(case, "skipped", message="interrupted")
+        ET.SubElement(case, "system-out").text = (
+            f"examples={w.examples} steps={w.steps} trace_digest={w.trace_digest}"
+        )
+    return ET.ElementTree(suite)
+
+
+def write(result: FuzzResult, directory: str | os.PathLike) -> Path:
+    """Write the report; returns the directory. Existing failure folders are replaced."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for n, failure in enumerate(result.failures, start=1):
+        name = f"failure-{n}"
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        trace = failure_trace(failure)
+        (folder / "trace.json").write_text(json.dumps(trace, indent=2, sort_keys=True))
+        (folder / "timeline.html").write_text(render_html(trace))
+        if failure.program:
+            (folder / "repro_test.py").write_text(render_repro(failure, name))
+        folders.append(name)
+    (out / "summary.json").write_text(json.dumps(summary(result, folders), indent=2, sort_keys=True))
+    tree = junit(result)
+    ET.indent(tree)
+    tree.write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
+    return out

@@ -1,0 +1,438 @@
+"""The fault engine shared by the sim and tcp backends: links made of two pipes.
+
+A *pipe* is one direction of a link. Writers push bytes in; the pipe applies the
+direction's faults (frame-aware filtering, hold for clog/partition, latency, jitter,
+bandwidth, slicing) and queues ``[deliver_at, bytes]`` entries that the reader takes
+once ``trio.current_time()`` reaches ``deliver_at``. The sim hands pipe ends to the
+endpoints directly; the tcp proxy pumps real sockets into and out of the same pipes,
+so one implementation gives both backends the same fault semantics.
+
+Per write the cost is a few Python operations per WebSocket frame; payloads are never
+copied except when sliced, and no task is spawned per write.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+import trio
+
+from . import faults as F
+from .trace import Trace
+from .wsframes import HEADER, HTTP, OP_CLOSE, OP_PONG, FrameScanner
+
+EOF = "EOF"  # queue marker: reader gets b"" (FIN)
+ABORT = "ABORT"  # queue marker: reader gets BrokenResourceError (RST after a truncation)
+
+
+class Pipe:
+    """One direction of a link (``c2s`` or ``s2c``)."""
+
+    def __init__(self, link: "Link", direction: str, rng: random.Random, buffer_limit: int | None) -> None:
+        self.link = link
+        self.direction = direction
+        self.rng = rng
+        self.buffer_limit = buffer_limit
+        self.trace = link.trace
+        self.queue: deque[list] = deque()
+        self.held: deque = deque()
+        self.lot = trio.lowlevel.ParkingLot()
+        self.buffered = 0
+        self.scanner = FrameScanner()
+        self.last_at = 0.0
+        self.bw_free = 0.0
+        # end-state flags
+        self.eof_written = False  # writer sent FIN (or a CleanClose forced one)
+        self.broken = False  # writes fail with BrokenResourceError
+        self.aborted = False  # reads fail with BrokenResourceError
+        self.reader_closed = False  # reading end closed locally
+        self.reset_degrade()
+        self.dead = False  # HalfOpen: everything vanishes
+        self.truncate = False  # TruncateMidFrame armed
+        self.handshake_drop = False  # DropDuringHandshake armed (s2c only)
+
+    def reset_degrade(self) -> None:
+        self.latency = 0.0
+        self.jitter = 0.0
+        self.bps: float | None = None
+        self.slice: int | None = None
+        self.clogged = False
+        self.partitioned = False
+        self.split = False
+        self.drop_close = False
+        self.delay_close = 0.0
+        self.swallow_pongs = False
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _note(self, kind: str, size: int = 0, detail: str = "", t: float | None = None) -> None:
+        tr = self.trace
+        if tr.record_bytes:
+            tr.add(trio.current_time() if t is None else t, self.link.id, self.direction, kind, size, detail)
+
+    def write(self, data: bytes) -> None:
+        """Accept one write; never blocks (see :meth:`wait_writable`)."""
+        now = trio.current_time()
+        tr = self.trace
+        rec = tr.record_bytes
+        if rec:
+            tr.add(now, self.link.id, self.direction, "send", len(data), "")
+        segs = self.scanner.feed(data)
+        if rec:
+            for op, length in self.scanner.frames:
+                tr.add(now, self.link.id, self.direction, "frame", length, f"op={op}")
+        if self.dead:
+            if rec:
+                tr.add(now, self.link.id, self.direction, "drop", len(data), "half-open")
+            return
+        if self.handshake_drop:
+            self.handshake_drop = False
+            self.link.abort("handshake dropped")
+            return
+        if not (self.truncate or self.split or self.drop_close or self.delay_close or self.swallow_pongs):
+            self._schedule(data, 0.0, now)
+            return
+        pieces: list[list] = []  # [start, end, extra_delay]
+        truncate_at = None
+        for s, e, part, op, first in segs:
+            if part != HTTP:
+                if self.truncate:
+                    cut = s + (e - s) // 2
+                    if cut == s and first:
+                        cut = e
+                    truncate_at = cut
+                    if cut > s:
+                        pieces.append([s, cut, 0.0])
+                    break
+                if (op == OP_CLOSE and self.drop_close) or (op == OP_PONG and self.swallow_pongs):
+                    if rec:
+                        tr.add(now, self.link.id, self.direction, "drop", e - s, f"op={op}")
+                    continue
+            extra = self.delay_close if (op == OP_CLOSE and part != HTTP) else 0.0
+            if self.split:
+                if part == HEADER and first and e - s >= 2:
+                    pieces.append([s, s + 1, extra])
+                    s += 1
+                pieces.append([s, e, extra])
+            elif pieces and pieces[-1][1] == s and pieces[-1][2] == extra:
+                pieces[-1][1] = e
+            else:
+                pieces.append([s, e, extra])
+        view = memoryview(data) if len(pieces) > 1 or truncate_at is not None else None
+        for s, e, extra in pieces:
+            self._schedule(data if (s == 0 and e == len(data)) else view[s:e], extra, now)
+        if truncate_at is not None:
+            self.truncate = False
+            if rec:
+                tr.add(now, self.link.id, self.direction, "fault", len(data) - truncate_at, "truncated")
+            self.link.abort("truncated mid-frame", after=self)
+
+    def _schedule(self, data, extra: float, now: float) -> None:
+        n = len(data)
+        if n == 0:
+            return
+        self.buffered += n
+        if self.clogged or self.partitioned:
+            self.held.append(data)
+            self._note("hold", n, "", now)
+            return
+        t = now
+        if self.bps:
+            t = max(now, self.bw_free) + n / self.bps
+            self.bw_free = t
+        t += self.latency + extra
+        if self.jitter:
+            t += self.rng.uniform(0.0, self.jitter)
+        if t < self.last_at:
+            t = self.last_at
+        self.last_at = t
+        q = self.queue
+        rec = self.trace.record_bytes
+        if self.slice and n > self.slice:
+            step = self.slice
+            view = data if isinstance(data, memoryview) else memoryview(data)
+            for i in range(0, n, step):
+                q.append([t, view[i : i + step]])
+                if rec:
+                    self.trace.add(t, self.link.id, self.direction, "deliver", min(step, n - i), "")
+        else:
+            q.append([t, data])
+            if rec:
+                self.trace.add(t, self.link.id, self.direction, "deliver", n, "")
+        self.lot.unpark_all()
+
+    def _push_marker(self, marker: str) -> None:
+        if self.clogged or self.partitioned:
+            self.held.append(marker)
+        else:
+            t = max(trio.current_time() + self.latency, self.last_at)
+            self.last_at = t
+            self.queue.append([t, marker])
+        self.lot.unpark_all()
+
+    def write_eof(self) -> None:
+        """FIN from the writer: delivered after everything already written."""
+        if self.eof_written:
+            return
+        self.eof_written = True
+        if self.dead or self.aborted:
+            return
+        self._note("eof")
+        self._push_marker(EOF)
+
+    def writable_error(self) -> type[Exception] | None:
+        if self.aborted or self.broken or self.reader_closed:
+            return trio.BrokenResourceError
+        return None
+
+    async def wait_writable(self) -> None:
+        """Backpressure: wait while more than ``buffer_limit`` bytes are undelivered."""
+        limit = self.buffer_limit
+        while limit is not None and self.buffered > limit and not (self.aborted or self.broken or self.reader_closed):
+            await self.lot.park()
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        while True:
+            if self.reader_closed:
+                raise trio.ClosedResourceError("this end of the stream was closed")
+            if self.aborted:
+                raise trio.BrokenResourceError(f"link {self.link.id} aborted ({self.link.reason})")
+            q = self.queue
+            if q:
+                entry = q[0]
+                at, item = entry
+                if at <= trio.current_time():
+                    if item is EOF:
+                        return b""
+                    if item is ABORT:
+                        self.aborted = True
+                        self.queue.clear()
+                        continue
+                    n = len(item)
+                    if max_bytes is None or n <= max_bytes:
+                        q.popleft()
+                        self.buffered -= n
+                        self.lot.unpark_all()
+                        return item if isinstance(item, bytes) else bytes(item)
+                    entry[1] = item[max_bytes:]
+                    self.buffered -= max_bytes
+                    self.lot.unpark_all()
+                    return bytes(item[:max_bytes])
+                with trio.move_on_at(at):
+                    await self.lot.park()
+            else:
+                await self.lot.park()
+
+    def close_reader(self) -> None:
+        self.reader_closed = True
+        self.queue.clear()
+        self.held.clear()
+        self.buffered = 0
+        self.lot.unpark_all()
+
+    # -- faults ----------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Abort now: in-flight bytes are lost, both reads and writes fail."""
+        self.aborted = True
+        self.broken = True
+        self.queue.clear()
+        self.held.clear()
+        self.buffered = 0
+        self.lot.unpark_all()
+
+    def apply(self, fault: F.Fault) -> None:
+        if isinstance(fault, F.Latency):
+            self.latency, self.jitter = fault.seconds, fault.jitter
+        elif isinstance(fault, F.Bandwidth):
+            self.bps = float(fault.bytes_per_second)
+        elif isinstance(fault, F.Slice):
+            self.slice = fault.max_bytes
+        elif isinstance(fault, F.Clog):
+            self.clogged = True
+        elif isinstance(fault, F.Partition):
+            self.partitioned = True
+        elif isinstance(fault, F.SplitAtFrameBoundary):
+            self.split = True
+        elif isinstance(fault, F.DropCloseFrame):
+            self.drop_close = True
+        elif isinstance(fault, F.DelayCloseFrame):
+            self.delay_close = fault.seconds
+        elif isinstance(fault, F.SwallowPongs):
+            self.swallow_pongs = True
+        elif isinstance(fault, F.TruncateMidFrame):
+            self.truncate = True
+        elif isinstance(fault, F.HalfOpen):
+            self.dead = True
+            self.queue.clear()
+            self.held.clear()
+            self.buffered = 0
+            self.lot.unpark_all()
+        else:  # pragma: no cover - Link.apply routes the rest
+            raise ValueError(f"{fault!r} is not a per-direction fault")
+
+    def heal(self) -> None:
+        self.reset_degrade()
+        now = trio.current_time()
+        while self.held:
+            item = self.held.popleft()
+            t = max(now, self.last_at)
+            self.last_at = t
+            self.queue.append([t, item])
+            if not isinstance(item, str):
+                self._note("release", len(item), "", now)
+        self.lot.unpark_all()
+
+
+class Link:
+    """One connection: client end <-> server end, as two pipes."""
+
+    def __init__(self, network: "LinkNetwork", link_id: int) -> None:
+        self.network = network
+        self.id = link_id
+        self.trace = network.trace
+        self.reason = ""
+        seed = network.seed
+        limit = network.buffer_limit
+        self.c2s = Pipe(self, "c2s", random.Random(f"{seed}/{link_id}/c2s"), limit)
+        self.s2c = Pipe(self, "s2c", random.Random(f"{seed}/{link_id}/s2c"), limit)
+        self.closed_ends = 0
+        self.done = False
+
+    def pipes(self, direction: str) -> list[Pipe]:
+        return [self.c2s if d == "c2s" else self.s2c for d in F.expand(direction)]
+
+    def abort(self, reason: str, after: Pipe | None = None) -> None:
+        """RST. With ``after``, that pipe's reader first gets what was queued."""
+        if self.done and not after:
+            return
+        self.reason = reason
+        self.trace.add(trio.current_time(), self.id, "both", "abort", 0, reason)
+        for pipe in (self.c2s, self.s2c):
+            if pipe is after:
+                pipe.broken = True
+                pipe.held.clear()
+                pipe.queue.append([pipe.last_at, ABORT])
+                pipe.lot.unpark_all()
+            else:
+                pipe.kill()
+        self.done = True
+
+    def apply(self, fault: F.Fault) -> None:
+        if isinstance(fault, F.Abort):
+            self.abort("Abort()")
+        elif isinstance(fault, F.CleanClose):
+            self.reason = "CleanClose()"
+            for pipe in (self.c2s, self.s2c):
+                if not pipe.eof_written:
+                    pipe.write_eof()
+                pipe.broken = True
+                pipe.lot.unpark_all()
+            self.done = True
+        elif isinstance(fault, F.Heal):
+            self.c2s.heal()
+            self.s2c.heal()
+        elif isinstance(fault, F.DropDuringHandshake):
+            self.s2c.handshake_drop = True
+        else:
+            for pipe in self.pipes(getattr(fault, "direction", "both")):
+                pipe.apply(fault)
+
+    def end_closed(self) -> None:
+        self.closed_ends += 1
+        if self.closed_ends >= 2:
+            self.done = True
+
+
+class LinkNetwork:
+    """What every in-process backend shares: links, ``apply``/``heal``, the trace.
+
+    Faults applied with ``link=None`` are network-wide: they hit every live link and,
+    for degrade and frame-aware faults, every link created later too, until ``heal()``.
+    ``DropDuringHandshake`` arms the next link; ``Clog`` applies to live links only.
+    """
+
+    def __init__(self, seed: int = 0, *, record_bytes: bool = True, buffer_limit: int | None = 1 << 20) -> None:
+        self.seed = seed
+        self.buffer_limit = buffer_limit
+        self.trace = Trace(record_bytes=record_bytes)
+        self._links: dict[int, Link] = {}
+        self._next_id = 0
+        self._net_faults: list[F.Fault] = []
+        self._handshake_drops = 0
+        self._healed = trio.Event()
+        self.enabled = True
+
+    @property
+    def links(self) -> list[int]:
+        """Ids of live links (not aborted or closed at both ends), in creation order."""
+        return [i for i, link in self._links.items() if not link.done]
+
+    def link(self, link_id: int) -> Link:
+        return self._links[link_id]
+
+    @property
+    def active_faults(self) -> list[F.Fault]:
+        return list(self._net_faults)
+
+    def _new_link(self) -> Link:
+        link = Link(self, self._next_id)
+        self._next_id += 1
+        self._links[link.id] = link
+        if self.enabled:
+            for fault in self._net_faults:
+                link.apply(fault)
+            if self._handshake_drops:
+                self._handshake_drops -= 1
+                link.apply(F.DropDuringHandshake())
+        return link
+
+    def _forget_done_links(self) -> None:
+        for i in [i for i, link in self._links.items() if link.done]:
+            del self._links[i]
+
+    def partitioned(self) -> bool:
+        return self.enabled and any(isinstance(f, F.Partition) for f in self._net_faults)
+
+    async def wait_connectable(self) -> None:
+        """New connections stall while a network-wide partition is in force (a SYN
+        cannot cross it); callers bound this with a timeout like a real connect."""
+        while self.partitioned():
+            await self._healed.wait()
+
+    def apply(self, fault: F.Fault, link: int | None = None) -> None:
+        if not isinstance(fault, F.Fault):
+            raise TypeError(f"apply() needs a Fault, got {fault!r}")
+        if isinstance(fault, F.Heal):
+            self.heal(link)
+            return
+        self.trace.add(trio.current_time(), link, getattr(fault, "direction", "both"), "fault", 0, repr(fault))
+        if link is not None:
+            if link not in self._links or self._links[link].done:
+                raise ValueError(f"no live link {link}; live links: {self.links}")
+            self._links[link].apply(fault)
+            return
+        if isinstance(fault, F.DropDuringHandshake):
+            self._handshake_drops += 1
+            return
+        if fault.kind in ("degrade", "frame") and not isinstance(fault, F.Clog):
+            self._net_faults.append(fault)
+        for i in self.links:
+            self._links[i].apply(fault)
+        self._forget_done_links()
+
+    def heal(self, link: int | None = None) -> None:
+        self.trace.add(trio.current_time(), link, "both", "fault", 0, "Heal()")
+        if link is None:
+            self._net_faults.clear()
+            targets = self.links
+        else:
+            targets = [link] if link in self._links else []
+        for i in targets:
+            self._links[i].apply(F.Heal())
+        self._healed.set()
+        self._healed = trio.Event()

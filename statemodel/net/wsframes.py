@@ -1,0 +1,101 @@
+"""Incremental WebSocket frame-boundary scanner (RFC 6455), pure Python.
+
+Frame-aware faults (split at a boundary, drop/delay close frames, swallow pongs,
+truncate mid-frame) need to know where frames start and end in a byte stream that
+arrives in arbitrary pieces. The scanner skips the HTTP upgrade (everything up to and
+including the first ``\\r\\n\\r\\n``), then reads only frame *headers*; payloads are
+skipped by length, so the cost is per frame, not per byte. Payloads are never
+unmasked or copied.
+"""
+
+from __future__ import annotations
+
+HTTP, HEADER, PAYLOAD = 0, 1, 2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+_END = b"\r\n\r\n"
+
+
+class FrameScanner:
+    """Feed bytes of one direction; :meth:`feed` returns segments of the chunk.
+
+    A segment is ``(start, end, part, opcode, first)`` with ``part`` one of ``HTTP``,
+    ``HEADER`` or ``PAYLOAD``, ``opcode`` the frame's opcode (``None`` for HTTP) and
+    ``first`` true when the segment begins a frame.
+    After each feed, ``frames`` lists ``(opcode, payload_length)`` of frame headers
+    completed in that chunk (for traces).
+    """
+
+    __slots__ = ("in_http", "_tail", "_hdr", "_need", "_remaining", "_opcode", "frames")
+
+    def __init__(self, http: bool = True) -> None:
+        self.in_http = http
+        self._tail = b""
+        self._hdr = bytearray()  # header bytes collected so far (0 = at a frame boundary)
+        self._need = 2  # header length needed, known once 2 bytes are in
+        self._remaining = 0  # payload bytes still to come for the current frame
+        self._opcode: int | None = None
+        self.frames: list[tuple[int, int]] = []
+
+    @property
+    def at_boundary(self) -> bool:
+        """True between frames (or still in the HTTP part)."""
+        return self.in_http or (not self._hdr and self._remaining == 0)
+
+    def feed(self, data: bytes | memoryview) -> list[tuple[int, int, int, int | None, bool]]:
+        segments: list = []
+        self.frames = []
+        n = len(data)
+        pos = 0
+        if self.in_http:
+            end = -1
+            if self._tail:
+                j = (self._tail + bytes(data[:3])).find(_END)
+                if j >= 0:
+                    end = j + 4 - len(self._tail)
+            if end < 0:
+                j = bytes(data).find(_END) if isinstance(data, memoryview) else data.find(_END)
+                if j >= 0:
+                    end = j + 4
+            if end < 0:
+                self._tail = (self._tail + bytes(data[-3:]))[-3:]
+                return [(0, n, HTTP, None, False)] if n else []
+            self.in_http = False
+            self._tail = b""
+            if end > 0:
+                segments.append((0, end, HTTP, None, False))
+            pos = end
+        while pos < n:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                segments.append((pos, pos + take, PAYLOAD, self._opcode, False))
+                self._remaining -= take
+                pos += take
+                continue
+            # collecting a header
+            start = pos
+            hdr = self._hdr
+            first = not hdr
+            while pos < n and len(hdr) < self._need:
+                hdr.append(data[pos])
+                pos += 1
+                if len(hdr) == 2:
+                    self._opcode = hdr[0] & 0x0F
+                    length7 = hdr[1] & 0x7F
+                    masked = hdr[1] & 0x80
+                    self._need = 2 + (2 if length7 == 126 else 8 if length7 == 127 else 0) + (4 if masked else 0)
+            segments.append((start, pos, HEADER, self._opcode, first))
+            if len(hdr) == self._need:
+                length7 = hdr[1] & 0x7F
+                if length7 == 126:
+                    length = int.from_bytes(hdr[2:4], "big")
+                elif length7 == 127:
+                    length = int.from_bytes(hdr[2:10], "big")
+                else:
+                    length = length7
+                self.frames.append((self._opcode, length))
+                self._remaining = length
+                self._hdr = bytearray()
+                self._need = 2
+                if length == 0:
+                    self._opcode = None
+        return segments

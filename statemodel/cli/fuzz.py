@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  reproducer: {out / f'failure-{n}' / 'repro_test.py'}")
         if failure.program:
             print("  " + failure.program.replace("\n", "\n  "))
+    for w in result.workers:
+        if w.note:
+            print(f"statemodel fuzz: worker {w.worker}: {w.note}", file=sys.stderr)
     for err in result.errors:
         print(f"statemodel fuzz: error: {err}", file=sys.stderr)
     if result.interrupted:

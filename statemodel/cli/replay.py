@@ -72,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
     from statemodel.report.timeline import render_html
 
     console = Console(soft_wrap=True)
-    err = Console(stderr=True)
     try:
         data = load_reproducer(Path(args.path))
         loaded = load_machine(data["machine"])
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         with Recorder.paused():
             outcome = run_program(cls, data["program"])
     except (BadInput, MachineUnavailable, ProgramError) as exc:
-        err.print(f"statemodel replay: error: {exc}", highlight=False, markup=False)
+        print(f"statemodel replay: error: {exc}", file=sys.stderr)
         return 2
     recorder = getattr(outcome.state, "recorder", None)
     recording = recorder.to_json() if recorder is not None else None
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             Path(args.html).write_text(render_html(trace))
         except OSError as exc:
-            err.print(f"statemodel replay: error: cannot write {args.html}: {exc}", markup=False)
+            print(f"statemodel replay: error: cannot write {args.html}: {exc}", file=sys.stderr)
             return 2
         console.print(f"timeline written to {args.html}", highlight=False)
     if outcome.error is None:

@@ -66,6 +66,7 @@ class WorkerResult:
     failures: list[Failure] = dataclasses.field(default_factory=list)
     interrupted: bool = False
     error: str | None = None  # infrastructure error in this worker
+    note: str | None = None  # e.g. why nothing ran
     elapsed: float = 0.0
 
 

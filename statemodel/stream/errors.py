@@ -74,3 +74,7 @@ class SessionClosed(Exception):
         super().__init__(f"session closed ({code}): {reason}")
         self.code = code
         self.reason = reason
+
+
+class EndOfStream(Exception):
+    """The server application finished the stream normally (sequenced `end`)."""

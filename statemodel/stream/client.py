@@ -1,0 +1,268 @@
+"""trio shell of the reference client: hides reconnects behind streams and status events.
+
+`connect` is any ``async () -> trio.abc.Stream`` (TCP, memory, the fault network). The
+session (sequence numbers, replay buffers, context) lives in `protocol.ClientProtocol` and
+survives reconnects; backoff jitter comes from the injected `rng` so sim runs replay exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import trio
+from trio_websocket import wrap_client_stream
+
+from . import protocol as P
+from .config import Config
+from .errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset, is_retryable
+from .wslink import Notifier, run_link
+
+Connect = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+# -- status events (in order on `client.status`) ------------------------------------------
+@dataclass(frozen=True)
+class Connected:
+    session: str
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+    code: int | None = None
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    outcome: str  # "recovered" | "reset"
+    reason: str | None = None
+
+
+Status = Connected | Disconnected | Reconnecting | Resumed
+
+
+def backoff_delay(config: Config, attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter: base*2^(attempt-1) capped, minus up to `jitter` of it."""
+    delay = min(config.backoff_max, config.backoff_base * 2 ** min(attempt - 1, 60))
+    return delay * (1.0 - config.backoff_jitter * rng.random())
+
+
+class ClientStream:
+    """One request stream. Chunks arrive exactly once, in order, across reconnects."""
+
+    def __init__(self, client: "Client", sid: int) -> None:
+        self._client = client
+        self.stream_id = sid
+        self._send, self._recv = trio.open_memory_channel[Any](math.inf)
+        self._terminal: BaseException | None = None
+
+    async def receive(self) -> str | bytes:
+        """Next chunk; raises EndOfStream, StreamError, StreamReset or SessionClosed at the end."""
+        if self._terminal is not None:
+            raise self._terminal
+        item = await self._recv.receive()
+        if isinstance(item, BaseException):
+            self._terminal = item
+            raise item
+        return item
+
+    def __aiter__(self) -> "ClientStream":
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def send(self, msg: str | bytes) -> None:
+        """Queue a message for the server app; delivered exactly once (waits if buffers are full)."""
+        await self._client._wait_capacity()
+        self._client.proto.send(self.stream_id, msg, trio.current_time())
+        self._client._changed.notify()
+
+    async def cancel(self) -> None:
+        """Ask the server to cancel the app; survives reconnects. The stream then ends with
+        StreamError('cancelled') (or EndOfStream if the app finished first)."""
+        self._client.proto.cancel(self.stream_id, trio.current_time())
+        self._client._changed.notify()
+        await trio.lowlevel.checkpoint()
+
+
+class Client:
+    def __init__(self, connect: Connect, config: Config = Config(), rng: random.Random | None = None) -> None:
+        self._connect = connect
+        self.config = config
+        self.rng = rng if rng is not None else random.Random(secrets.randbits(64))
+        self.proto = P.ClientProtocol(config)
+        self._changed = Notifier()
+        self._streams: dict[int, ClientStream] = {}
+        self._status_send, self.status = trio.open_memory_channel[Status](math.inf)
+        self._closed: SessionClosed | None = None
+        self._closing = False
+        self.attempt = 0
+
+    # -- public API -----------------------------------------------------------------------
+    @property
+    def context(self) -> dict[str, Any]:
+        return dict(self.proto.context)
+
+    async def set_context(self, key: str, value: Any) -> None:
+        self._check_open()
+        self.proto.set_context(key, value, trio.current_time())
+        self._changed.notify()
+        await trio.lowlevel.checkpoint()
+
+    async def open(self, payload: str | bytes) -> ClientStream:
+        await self._wait_capacity()
+        sid = self.proto.open(payload, trio.current_time())
+        stream = self._streams[sid] = ClientStream(self, sid)
+        self._changed.notify()
+        return stream
+
+    async def request(self, payload: str | bytes) -> AsyncIterator[str | bytes]:
+        stream = await self.open(payload)
+        async for chunk in stream:
+            yield chunk
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator["Client"]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._maintain)
+            try:
+                yield self
+            finally:
+                self._closing = True
+                link = self.proto.link
+                if link is not None and link.ready:
+                    link.fail(CloseCode.NORMAL, "client closed the session")
+                    self._changed.notify()
+                    with trio.move_on_after(self.config.close_timeout):
+                        while self.proto.link is not None:
+                            await self._changed.wait()
+                nursery.cancel_scope.cancel()
+
+    # -- internals ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+
+    async def _wait_capacity(self) -> None:
+        while True:
+            self._check_open()
+            if self.proto.has_capacity():
+                return
+            await self._changed.wait()
+
+    def _status(self, event: Status) -> None:
+        self._status_send.send_nowait(event)
+
+    def _dispatch(self) -> None:
+        for ev in self.proto.drain_events():
+            if isinstance(ev, P.Welcome):
+                self.attempt = 0
+                self._status(Connected(self.proto.session or ""))
+                if ev.outcome != "new":
+                    self._status(Resumed(ev.outcome, ev.reason))
+                continue
+            stream = self._streams.get(getattr(ev, "sid", -1))
+            if stream is None:
+                continue
+            if isinstance(ev, P.Chunk):
+                stream._send.send_nowait(ev.data)
+                continue
+            if isinstance(ev, P.Ended):
+                stream._send.send_nowait(EndOfStream(f"stream {ev.sid} ended"))
+            elif isinstance(ev, P.Failed):
+                stream._send.send_nowait(StreamError(ev.reason))
+            elif isinstance(ev, P.Reset):
+                stream._send.send_nowait(StreamReset(ev.reason))
+            del self._streams[ev.sid]
+        self._changed.notify()
+
+    def _on_message(self, msg: bytes | str, now: float) -> None:
+        self.proto.receive(msg, now)
+        self._dispatch()
+
+    def _on_timer(self, now: float) -> None:
+        self.proto.on_timer(now)
+        self._dispatch()
+
+    async def _connect_once(self) -> tuple[int | None, str]:
+        cfg = self.config
+        try:
+            with trio.fail_after(cfg.handshake_timeout):
+                stream = await self._connect()
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            return None, f"connect failed: {exc!r}"
+        try:
+            async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
+                try:
+                    # wrap_client_stream has no timeout and hangs if the transport drops
+                    # during the opening handshake: bound it.
+                    with trio.fail_after(cfg.handshake_timeout):
+                        ws = await wrap_client_stream(
+                            nursery, stream, "statemodel", "/",
+                            message_queue_size=cfg.ws_message_queue_size,
+                            max_message_size=cfg.ws_max_message_size,
+                            receive_buffer_size=cfg.ws_receive_buffer_size,
+                        )
+                except trio.TooSlowError:
+                    nursery.cancel_scope.cancel()
+                    return None, "WebSocket handshake timed out"
+                link = self.proto.connect(trio.current_time())
+                result = await run_link(ws, link, cfg, self._changed, self._on_message,
+                                        self.proto.next_deadline, self._on_timer)
+                nursery.cancel_scope.cancel()
+                return result
+        except Exception as exc:  # noqa: BLE001 - e.g. ConnectionRejected from the reader task
+            return None, f"connection failed: {exc!r}"
+        finally:
+            self.proto.disconnected(trio.current_time())
+            self._dispatch()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _maintain(self) -> None:
+        while not self._closing:
+            code, reason = await self._connect_once()
+            self._status(Disconnected(reason, code))
+            if self._closing:
+                break
+            if not is_retryable(code):
+                self._give_up(code, reason)
+                return
+            self.attempt += 1
+            limit = self.config.max_reconnect_attempts
+            if limit is not None and self.attempt > limit:
+                self._give_up(code, f"gave up after {limit} reconnect attempts; last: {reason}")
+                return
+            delay = backoff_delay(self.config, self.attempt, self.rng)
+            self._status(Reconnecting(self.attempt, delay))
+            await trio.sleep(delay)
+        self._give_up(int(CloseCode.NORMAL), "client closed the session")
+
+    def _give_up(self, code: int | None, reason: str) -> None:
+        self._closed = SessionClosed(code, reason)
+        for stream in self._streams.values():
+            stream._send.send_nowait(self._closed)
+        self._streams.clear()
+        self._changed.notify()
+
+
+@asynccontextmanager
+async def open_client(connect: Connect, config: Config = Config(), rng: random.Random | None = None):
+    client = Client(connect, config, rng)
+    async with client.run():
+        yield client

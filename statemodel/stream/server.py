@@ -1,0 +1,185 @@
+"""trio shell of the reference server: sessions outlive connections; app tasks outlive both.
+
+Serves over any `trio.abc.Stream` (memory streams, the fault network) or TCP. All protocol
+decisions are in `protocol.ServerProtocol`; this file moves bytes, runs timers and app tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from contextlib import AsyncExitStack, aclosing
+from typing import Any
+
+import trio
+from trio_websocket import wrap_server_stream
+
+from . import protocol as P
+from .app import App, Request
+from .config import Config
+from .errors import StreamError
+from .wslink import Notifier, run_link
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    def __init__(self, app: App, config: Config = Config(), rng: random.Random | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.proto = P.ServerProtocol(config, rng)
+        self._changed = Notifier()
+        self._apps: dict[tuple[str, int], tuple[trio.CancelScope, Request]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stack: AsyncExitStack | None = None
+        self.connections = 0
+
+    @property
+    def epoch(self) -> str:
+        return self.proto.epoch
+
+    def stats(self) -> dict[str, int]:
+        return {**self.proto.stats(), "app_tasks": len(self._apps), "connections": self.connections}
+
+    # -- lifetime -------------------------------------------------------------------------
+    async def __aenter__(self) -> "Server":
+        self._stack = AsyncExitStack()
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self._nursery.start_soon(self._session_timer)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._nursery is not None and self._stack is not None
+        self._nursery.cancel_scope.cancel()
+        nursery_stack, self._stack, self._nursery = self._stack, None, None
+        await nursery_stack.__aexit__(*exc)
+
+    async def serve(self, listener: trio.abc.Listener, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections from any listener forever (cancel to stop)."""
+        if self._nursery is None:
+            async with self:
+                await self.serve(listener, task_status=task_status)
+            return
+        async with listener:
+            task_status.started()
+            while True:
+                stream = await listener.accept()
+                self._nursery.start_soon(self._guarded, stream)
+
+    async def serve_tcp(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on TCP; `task_status.started(port)` reports the bound port (for port 0)."""
+        if self._nursery is None:
+            async with self:
+                await self.serve_tcp(host, port, task_status=task_status)
+            return
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        task_status.started(listeners[0].socket.getsockname()[1])
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self.serve, listener)
+
+    async def _guarded(self, stream: trio.abc.Stream) -> None:
+        """One bad connection must never take the server (and other sessions) down."""
+        try:
+            await self.handle_stream(stream)
+        except Exception:  # noqa: BLE001 - logged, connection dropped, others unaffected
+            log.exception("connection handler failed")
+
+    # -- one connection -------------------------------------------------------------------
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        if self._nursery is None:
+            raise RuntimeError("enter the server first: `async with server:` (or use server.serve(listener))")
+        cfg = self.config
+        conn: P.ServerConnection | None = None
+        self.connections += 1
+        try:
+            async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
+                try:
+                    with trio.fail_after(cfg.handshake_timeout):  # wrap_server_stream has no timeout
+                        request = await wrap_server_stream(
+                            nursery, stream, message_queue_size=cfg.ws_message_queue_size,
+                            max_message_size=cfg.ws_max_message_size,
+                            receive_buffer_size=cfg.ws_receive_buffer_size,
+                        )
+                        ws = await request.accept()
+                except Exception:  # noqa: BLE001 - handshake failed or timed out: just drop it
+                    nursery.cancel_scope.cancel()
+                    return
+                conn = self.proto.connect(trio.current_time())
+                await run_link(ws, conn, cfg, self._changed, self._on_message(conn), conn.next_deadline,
+                               self._on_timer(conn))
+                nursery.cancel_scope.cancel()
+        finally:
+            self.connections -= 1
+            if conn is not None:
+                self.proto.disconnected(conn, trio.current_time())
+                self._dispatch()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    def _on_message(self, conn: P.ServerConnection):
+        def on_message(msg: bytes | str, now: float) -> None:
+            conn.receive(msg, now)
+            self._dispatch()
+        return on_message
+
+    def _on_timer(self, conn: P.ServerConnection):
+        def on_timer(now: float) -> None:
+            conn.on_timer(now)
+            self._dispatch()
+        return on_timer
+
+    async def _session_timer(self) -> None:
+        while True:
+            d = self.proto.next_deadline()
+            with trio.move_on_at(d):
+                await self._changed.wait()
+            now = trio.current_time()
+            if now >= d:
+                self.proto.on_timer(now)
+                self._dispatch()
+
+    # -- applications ---------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for ev in self.proto.drain_events():
+            key = (ev.session, getattr(ev, "sid", 0))
+            if isinstance(ev, P.Opened):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_app, ev)
+            elif isinstance(ev, P.Message):
+                if key in self._apps:
+                    self._apps[key][1]._send.send_nowait(ev.data)
+            elif isinstance(ev, (P.Cancelled, P.StreamGone)):
+                if key in self._apps:
+                    self._apps[key][0].cancel()
+        self._changed.notify()
+
+    def _set_context(self, session: str, key: str, value: Any) -> None:
+        self.proto.set_context(session, key, value, trio.current_time())
+        self._changed.notify()
+
+    async def _run_app(self, ev: P.Opened) -> None:
+        key = (ev.session, ev.sid)
+        request = Request(self, ev.session, ev.sid, ev.payload)
+        error: str | None = None
+        with trio.CancelScope() as scope:
+            self._apps[key] = (scope, request)
+            try:
+                async with aclosing(self.app(request)) as chunks:
+                    async for chunk in chunks:
+                        if not isinstance(chunk, (str, bytes)):
+                            raise TypeError(f"app yielded {type(chunk).__name__}; chunks must be str or bytes")
+                        while not self.proto.has_capacity(ev.session):  # backpressure
+                            await self._changed.wait()
+                        if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
+                            break
+                        self._changed.notify()
+            except StreamError as exc:
+                error = exc.reason
+            except Exception as exc:  # noqa: BLE001 - the client gets a sequenced error instead
+                error = f"{type(exc).__name__}: {exc}"
+        del self._apps[key]
+        if scope.cancelled_caught:
+            error = "cancelled"  # no-op if the stream is already gone (lost/expired)
+        self.proto.finish(ev.session, ev.sid, trio.current_time(), error)
+        self._changed.notify()

@@ -1,0 +1,91 @@
+"""The scripted server application the state machine drives (spec: PROTOCOL.md appendix A).
+
+Every open payload and client message is a UTF-8 JSON command; emitted content derives from
+seeds through `blob` / `text`, pure functions the model calls too, so it can predict every
+byte without a side channel. Any external server implements this to be tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, AsyncIterator
+
+from .errors import StreamError
+
+# Mixes 1-, 2-, 3- and 4-byte UTF-8 characters so fragment boundaries hit every case.
+ALPHABET = "abcdefghij KLMNOP0123456789\n\"\\éßøЖλ€中文字😀🎉𝄞"
+
+
+def blob(seed: int, size: int) -> bytes:
+    """`size` bytes: SHA-256 counter mode over b"statemodel:<seed>:<block index>"."""
+    out = bytearray()
+    i = 0
+    while len(out) < size:
+        out += hashlib.sha256(b"statemodel:%d:%d" % (seed, i)).digest()
+        i += 1
+    return bytes(out[:size])
+
+
+def text(seed: int, chars: int) -> str:
+    """`chars` characters: ALPHABET[b % len(ALPHABET)] for each byte b of blob(seed, chars)."""
+    return "".join(ALPHABET[b % len(ALPHABET)] for b in blob(seed, chars))
+
+
+def chunk_of(spec: dict[str, Any]) -> str | bytes:
+    kind = spec.get("kind")
+    if kind == "text":
+        return text(int(spec["seed"]), int(spec["chars"]))
+    if kind == "bytes":
+        return blob(int(spec["seed"]), int(spec["size"]))
+    if kind == "json":
+        return json.dumps(spec["value"], sort_keys=True, separators=(",", ":"))
+    raise StreamError(f"bad_command: unknown chunk kind {kind!r}")
+
+
+def parse(raw: str | bytes) -> list[dict[str, Any]]:
+    try:
+        cmd = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StreamError(f"bad_command: not JSON ({exc})") from None
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("op"), str):
+        raise StreamError("bad_command: a command is a JSON object with a string 'op'")
+    if cmd["op"] == "batch":
+        cmds = cmd.get("commands")
+        if not isinstance(cmds, list) or not all(isinstance(c, dict) for c in cmds):
+            raise StreamError("bad_command: batch.commands must be a list of commands")
+        return cmds
+    return [cmd]
+
+
+async def script_app(request) -> AsyncIterator[str | bytes]:
+    """Run the open payload's commands, then each client message's, until end/fail."""
+
+    async def run(cmds: list[dict[str, Any]]) -> AsyncIterator[str | bytes | None]:
+        for cmd in cmds:
+            op = cmd.get("op")
+            if op == "emit":
+                for spec in cmd.get("chunks", []):
+                    yield chunk_of(spec)
+            elif op == "end":
+                yield None  # sentinel: end the stream
+                return
+            elif op == "fail":
+                raise StreamError(str(cmd.get("reason", "failed")))
+            elif op == "set_context":
+                await request.set_context(str(cmd["key"]), cmd.get("value"))
+            elif op == "echo":
+                data = cmd.get("data")
+                yield data if isinstance(data, str) else json.dumps(data, sort_keys=True, separators=(",", ":"))
+            else:
+                raise StreamError(f"bad_command: unknown op {op!r}")
+
+    async for chunk in run(parse(request.payload)):
+        if chunk is None:
+            return
+        yield chunk
+    async for msg in request.messages():
+        async for chunk in run(parse(msg)):
+            if chunk is None:
+                return
+            yield chunk

@@ -1,0 +1,108 @@
+"""The trio half of one connection, shared by server and client: pump WebSocket messages
+into a sans-IO core and its outbox back out, drive its timers, close with its code.
+
+trio-websocket 0.12.2 has no timeouts of its own and its `aclose()` waits for the peer's
+close frame, so every await here is bounded (`fail_after` / `move_on_after` / core timers).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from .config import Config
+from .errors import CloseCode
+from .protocol import Link
+
+
+class Notifier:
+    """Wake every waiter when shared state changed (acks, new frames, closes)."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def run_link(
+    ws: WebSocketConnection,
+    link: Link,
+    config: Config,
+    changed: Notifier,
+    on_message: Callable[[bytes | str, float], None],
+    deadline: Callable[[], float],
+    on_timer: Callable[[float], None],
+) -> tuple[int | None, str]:
+    """Run one established WebSocket until it ends; returns (close code, reason).
+
+    `on_message` / `on_timer` feed the core (and dispatch its events); `link.close` set by
+    the core (protocol error, dead peer, superseded) makes us close with that code.
+    """
+    result: list[tuple[int | None, str]] = []
+
+    def finish(code: int | None, reason: str) -> None:
+        if not result:
+            result.append((code, reason))
+        nursery.cancel_scope.cancel()
+
+    async def reader() -> None:
+        try:
+            while link.close is None:
+                msg = await ws.get_message()  # bounded by the core's dead_after timer
+                on_message(msg, trio.current_time())
+                changed.notify()
+        except ConnectionClosed as exc:
+            if link.close is not None:
+                # We are closing: trio-websocket 0.12.2's aclose() records *our* close as
+                # 1000 whatever code we sent, so report the code the core decided.
+                finish(*link.close)
+                return
+            r = exc.reason
+            code = r.code if r is not None else int(CloseCode.ABNORMAL)
+            finish(code, (r.reason if r is not None else None) or f"closed by peer ({code})")
+
+    async def writer() -> None:
+        try:
+            while True:
+                for data in link.take():
+                    with trio.fail_after(config.send_timeout):
+                        await ws.send_message(data)
+                if link.close is not None:
+                    break
+                await changed.wait()
+            code, reason = link.close
+            # Bounded: trio-websocket's aclose() waits for the peer's close frame forever.
+            with trio.move_on_after(config.close_timeout):
+                await ws.aclose(code, reason[:120])
+            finish(code, reason)
+        except ConnectionClosed as exc:
+            r = exc.reason
+            finish(r.code if r else int(CloseCode.ABNORMAL), "connection closed while sending")
+        except trio.TooSlowError:
+            link.fail(CloseCode.PEER_DEAD, f"a send blocked for {config.send_timeout}s")
+            finish(int(CloseCode.PEER_DEAD), "send timed out")
+
+    async def timer() -> None:
+        while True:
+            d = deadline()
+            with trio.move_on_at(d):
+                await changed.wait()
+            now = trio.current_time()
+            if now >= d:
+                on_timer(now)
+                changed.notify()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        nursery.start_soon(writer)
+        nursery.start_soon(timer)
+    if not result:  # cancelled from outside
+        return (None, "cancelled")
+    return result[0]

@@ -96,6 +96,9 @@ def run_worker(
         col.listener = on_fold
         batch = 0
         while True:
+            if should_stop():
+                result.interrupted = True
+                break
             s = Settings(
                 profile, max_examples=per_batch, database=db, print_blob=True, deadline=None,
                 derandomize=False,
@@ -122,7 +125,7 @@ def run_worker(
                         )
                 break
             batch += 1
-            if deadline is None or time.monotonic() >= deadline or should_stop():
+            if deadline is None or time.monotonic() >= deadline:
                 break
         col.listener = None
     result.examples, result.steps = col.examples, col.steps

@@ -73,8 +73,14 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
     stop = ctx.Event()
     procs = {w: ctx.Process(target=_worker_main, args=(config, w, q, stop), daemon=True)
              for w in range(config.workers)}
-    for p in procs.values():
-        p.start()
+    # Children inherit an ignored SIGINT until _worker_main installs its handler, so a
+    # Ctrl-C during start-up cannot kill one mid-import; the stop event covers that window.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs.values():
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     results: dict[int, WorkerResult] = {}
     hard_deadline = started + config.duration + GRACE if config.duration is not None else None
     interrupted_at = None
@@ -88,34 +94,38 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
                 except ProcessLookupError:
                     pass
 
-    while len(results) < len(procs):
-        try:
+    sigint = {"seen": False}
+
+    def on_sigint(signum, frame):  # Ctrl-C: stop workers, keep what they send back
+        sigint["seen"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while len(results) < len(procs):
+            now = time.monotonic()
+            if interrupted_at is None and (
+                sigint["seen"] or (hard_deadline is not None and now > hard_deadline)
+            ):
+                interrupted_at = now
+                interrupt()
+            if interrupted_at is not None and now - interrupted_at > COLLECT_TIMEOUT:
+                break
             try:
                 kind, w, payload = q.get(timeout=0.2)
             except queue_mod.Empty:
-                now = time.monotonic()
-                if interrupted_at is None and hard_deadline is not None and now > hard_deadline:
-                    interrupted_at = now
-                    interrupt()
-                if interrupted_at is not None and now - interrupted_at > COLLECT_TIMEOUT:
-                    break
                 dead = [w for w, p in procs.items() if w not in results and not p.is_alive()]
-                if dead and q.empty():
-                    time.sleep(0.2)  # let a final message that is still in the pipe arrive
+                if dead:
+                    time.sleep(0.2)  # let a final message still in the pipe arrive
                     if q.empty():
                         for w in dead:
-                            results[w] = WorkerResult(worker=w, seed=worker_seed(config, w),
-                                                      error=f"worker exited with code {procs[w].exitcode}")
+                            results[w] = WorkerResult(
+                                worker=w, seed=worker_seed(config, w),
+                                error=f"worker exited with code {procs[w].exitcode}")
                 continue
-        except KeyboardInterrupt:
-            if interrupted_at is None:
-                interrupted_at = time.monotonic()
-                interrupt()
-            continue
-        if kind == "progress":
-            if progress:
-                progress.update(w, payload)
-        else:
+            if kind == "progress":
+                if progress:
+                    progress.update(w, payload)
+                continue
             results[w] = payload
             if progress:
                 progress.update(w, {"examples": payload.examples, "steps": payload.steps,
@@ -123,6 +133,8 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
                                     "slowest_recovery": payload.slowest_recovery})
                 for f in payload.failures:
                     progress.failure(f"worker {w}: {f.title}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for w, p in procs.items():
         p.join(timeout=5)
         if p.is_alive():

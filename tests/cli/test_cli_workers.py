@@ -1,0 +1,78 @@
+"""--workers: distinct seeds, one shared database, merged results, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import cli_env, statemodel
+
+
+def test_two_workers_merge_results_deterministically(tmp_path):
+    summaries = []
+    for run in ("a", "b"):
+        proc = statemodel("fuzz", "--workers", "2", "--examples", "100", "--seed", "7",
+                          "--report", str(tmp_path / run), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        summaries.append(json.loads((tmp_path / run / "summary.json").read_text()))
+    s = summaries[0]
+    assert [w["seed"] for w in s["workers"]] == [7, 8]
+    assert all(w["examples"] > 0 and w["error"] is None for w in s["workers"])
+    assert s["examples"] == sum(w["examples"] for w in s["workers"])
+    assert s["steps"] == sum(w["steps"] for w in s["workers"])
+    assert s["workers"][0]["trace_digest"] != s["workers"][1]["trace_digest"]  # distinct seeds
+    assert s["trace_digest"] == summaries[1]["trace_digest"]
+
+
+def test_workers_share_database_and_union_failures(tmp_path):
+    proc = statemodel("fuzz", "--workers", "2", "--mutant", "dup", "--examples", "200", "--seed", "1",
+                      "--db", str(tmp_path / "db"), "--report", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    # both workers find the bug; identical shrunk failures are merged into one reproducer
+    assert all(w["error"] is None for w in s["workers"])
+    assert len(s["failures"]) >= 1
+    assert {f["invariant"]["invariant"] for f in s["failures"]} == {"delivered_is_prefix_of_sent"}
+    assert any((tmp_path / "db").rglob("*"))  # failures landed in the shared directory database
+
+
+def test_duration_runs_batches_then_stops(tmp_path):
+    proc = statemodel("fuzz", "--duration", "0.5", "--seed", "4", "--report", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["examples"] >= 100  # at least one whole batch ran
+    assert s["config"]["duration"] == 0.5
+
+
+def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "statemodel", "fuzz", "--workers", "2", "--duration", "120", "--seed", "1",
+         "--progress-interval", "0.2", "--report", str(tmp_path / "r")],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = ""
+        give_up = time.monotonic() + 60  # bound only; the test never asserts on timing
+        while "examples=" not in seen or "examples=0 " in seen.splitlines()[-1]:
+            assert time.monotonic() < give_up, f"no progress from the workers: {seen!r}"
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                seen += proc.stderr.readline()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the process group
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode == 2, err
+    assert "interrupted" in err and "Traceback" not in err
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["interrupted"] is True
+    assert len(s["workers"]) == 2 and all(w["interrupted"] for w in s["workers"])
+    assert s["examples"] > 0

@@ -354,6 +354,8 @@ class LinkNetwork:
     Faults applied with ``link=None`` are network-wide: they hit every live link and,
     for degrade and frame-aware faults, every link created later too, until ``heal()``.
     ``DropDuringHandshake`` arms the next link; ``Clog`` applies to live links only.
+    Persistent faults are kept by id (``faults``) so the control API can list and
+    remove them; ``disable()`` lifts them all without forgetting them.
     """
 
     def __init__(self, seed: int = 0, *, record_bytes: bool = True, buffer_limit: int | None = 1 << 20) -> None:
@@ -362,7 +364,8 @@ class LinkNetwork:
         self.trace = Trace(record_bytes=record_bytes)
         self._links: dict[int, Link] = {}
         self._next_id = 0
-        self._net_faults: list[F.Fault] = []
+        self._faults: dict[int, tuple[F.Fault, int | None]] = {}
+        self._next_fault = 1
         self._handshake_drops = 0
         self._healed = trio.Event()
         self.enabled = True
@@ -376,16 +379,19 @@ class LinkNetwork:
         return self._links[link_id]
 
     @property
-    def active_faults(self) -> list[F.Fault]:
-        return list(self._net_faults)
+    def faults(self) -> dict[int, tuple[F.Fault, int | None]]:
+        """Persistent faults in force: id -> (fault, link or None for network-wide)."""
+        return dict(self._faults)
 
     def _new_link(self) -> Link:
+        self._forget_done_links()
         link = Link(self, self._next_id)
         self._next_id += 1
         self._links[link.id] = link
         if self.enabled:
-            for fault in self._net_faults:
-                link.apply(fault)
+            for fault, target in self._faults.values():
+                if target is None and not isinstance(fault, F.Clog):
+                    link.apply(fault)
             if self._handshake_drops:
                 self._handshake_drops -= 1
                 link.apply(F.DropDuringHandshake())
@@ -394,9 +400,13 @@ class LinkNetwork:
     def _forget_done_links(self) -> None:
         for i in [i for i, link in self._links.items() if link.done]:
             del self._links[i]
+        for fid in [fid for fid, (_, target) in self._faults.items() if target is not None and target not in self._links]:
+            del self._faults[fid]
 
     def partitioned(self) -> bool:
-        return self.enabled and any(isinstance(f, F.Partition) for f in self._net_faults)
+        return self.enabled and any(
+            isinstance(f, F.Partition) and target is None for f, target in self._faults.values()
+        )
 
     async def wait_connectable(self) -> None:
         """New connections stall while a network-wide partition is in force (a SYN
@@ -404,35 +414,77 @@ class LinkNetwork:
         while self.partitioned():
             await self._healed.wait()
 
-    def apply(self, fault: F.Fault, link: int | None = None) -> None:
+    def _notify_healed(self) -> None:
+        self._healed.set()
+        self._healed = trio.Event()
+
+    def apply(self, fault: F.Fault, link: int | None = None) -> int:
+        """Apply ``fault`` to ``link`` (None = every live link / network-wide). Returns
+        an id (persistent faults can be removed by it); ``Heal`` returns 0."""
         if not isinstance(fault, F.Fault):
             raise TypeError(f"apply() needs a Fault, got {fault!r}")
         if isinstance(fault, F.Heal):
             self.heal(link)
-            return
+            return 0
+        if link is not None and (link not in self._links or self._links[link].done):
+            raise ValueError(f"no live link {link}; live links: {self.links}")
         self.trace.add(trio.current_time(), link, getattr(fault, "direction", "both"), "fault", 0, repr(fault))
+        fid = self._next_fault
+        self._next_fault += 1
+        if fault.kind in ("degrade", "frame"):
+            self._faults[fid] = (fault, link)
         if link is not None:
-            if link not in self._links or self._links[link].done:
-                raise ValueError(f"no live link {link}; live links: {self.links}")
-            self._links[link].apply(fault)
-            return
-        if isinstance(fault, F.DropDuringHandshake):
+            if self.enabled:
+                self._links[link].apply(fault)
+        elif isinstance(fault, F.DropDuringHandshake):
             self._handshake_drops += 1
-            return
-        if fault.kind in ("degrade", "frame") and not isinstance(fault, F.Clog):
-            self._net_faults.append(fault)
-        for i in self.links:
-            self._links[i].apply(fault)
+        elif self.enabled:
+            for i in self.links:
+                self._links[i].apply(fault)
         self._forget_done_links()
+        return fid
 
     def heal(self, link: int | None = None) -> None:
+        """Lift persistent faults: all of them (``None``), or those of one link."""
         self.trace.add(trio.current_time(), link, "both", "fault", 0, "Heal()")
-        if link is None:
-            self._net_faults.clear()
-            targets = self.links
-        else:
-            targets = [link] if link in self._links else []
+        for fid in [fid for fid, (_, t) in self._faults.items() if link is None or t == link]:
+            del self._faults[fid]
+        targets = self.links if link is None else [link] if link in self._links else []
         for i in targets:
             self._links[i].apply(F.Heal())
-        self._healed.set()
-        self._healed = trio.Event()
+        self._notify_healed()
+
+    def _reapply(self, targets: list[int]) -> None:
+        for i in targets:
+            self._links[i].apply(F.Heal())
+            if self.enabled:
+                for fault, target in self._faults.values():
+                    if target is None or target == i:
+                        self._links[i].apply(fault)
+        self._notify_healed()
+
+    def remove(self, fault_id: int) -> F.Fault:
+        """Lift one persistent fault (the others on the same links stay in force)."""
+        if fault_id not in self._faults:
+            raise KeyError(f"no fault with id {fault_id}; faults in force: {sorted(self._faults)}")
+        fault, target = self._faults.pop(fault_id)
+        self.trace.add(trio.current_time(), target, "both", "fault", 0, f"remove {fault!r}")
+        self._reapply(self.links if target is None else [target] if target in self.links else [])
+        return fault
+
+    def disable(self) -> None:
+        """Lift every fault without forgetting them (``enable()`` puts them back)."""
+        self.enabled = False
+        self.trace.add(trio.current_time(), None, "both", "fault", 0, "disable")
+        self._reapply(self.links)
+
+    def enable(self) -> None:
+        self.enabled = True
+        self.trace.add(trio.current_time(), None, "both", "fault", 0, "enable")
+        self._reapply(self.links)
+
+    def reset(self) -> None:
+        """Forget every fault and armed drop; heal all links."""
+        self._handshake_drops = 0
+        self.heal(None)
+        self.enabled = True

@@ -108,6 +108,8 @@ class _Endpoint:
     # -- sending --------------------------------------------------------------------------
     def has_capacity(self) -> bool:
         c = self.config
+        if "no_backpressure" in c.mutants:
+            return True
         return self.buffered_bytes < c.replay_max_bytes and self.buffered_items < c.replay_max_count
 
     def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:
@@ -192,20 +194,25 @@ class _Endpoint:
             raise ProtocolError(
                 CloseCode.MESSAGE_TOO_LARGE, f"stream {f.sid}: message exceeds {self.config.max_message_size} bytes"
             )
+        if kind == "t":
+            try:  # every text fragment is whole characters, so receivers may decode as they go
+                f.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(
+                    CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text fragment {f.seq} splits a UTF-8 character"
+                ) from None
         parts.append(f.payload)
         if not f.h["fin"]:
             self.partial[f.sid] = (kind, parts, size)
             return None
         self.partial.pop(f.sid, None)
         data = b"".join(parts)
-        if kind == "b":
-            return data
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text message is not UTF-8: {exc}") from None
+        return data if kind == "b" else data.decode("utf-8")
 
     def ack_map(self) -> dict[int, int]:
+        if "ack_wrong_stream" in self.config.mutants and self.recv:
+            top = max(self.recv.values())
+            return {s: top for s in self.recv if self.acked_sent.get(s, 0) < top}
         return {s: q for s, q in self.recv.items() if self.acked_sent.get(s, 0) < q}
 
     def send_ack(self, now: float, t: str = "ack") -> None:
@@ -316,7 +323,7 @@ class ServerConnection(Link):
             if self.session is None:
                 self.proto._hello(self, f, now)
             else:
-                self.proto._frame(self.session, f, now)
+                self.proto._frame(self.session, f, now, self)
         except ProtocolError as exc:
             self.fail(exc.code, exc.message)
 
@@ -368,7 +375,9 @@ class ServerProtocol:
                 s = self.sessions.get(r["session"])
                 if s is None:
                     reason = "session_expired" if r["session"] in self._expired else "unknown_session"
-                elif not hmac.compare_digest(s.token.encode(), r["token"].encode()):
+                elif not hmac.compare_digest(s.token.encode(), r["token"].encode()) and (
+                    "token_not_checked" not in self.config.mutants
+                ):
                     raise ProtocolError(CloseCode.FORGED_TOKEN, "resume token does not match the session")
         if s is None:
             if len(self.sessions) >= self.config.max_sessions:
@@ -379,7 +388,8 @@ class ServerProtocol:
         else:
             ep = s.ep
             peer_recv = r["recv"]
-            ep.on_acks(peer_recv)  # raises on ack beyond sent
+            if "no_dedupe" not in self.config.mutants:
+                ep.on_acks(peer_recv)  # raises on ack beyond sent
             for sid, st in ep.out.items():
                 if st.evicted_upto > peer_recv.get(sid, 0):
                     lost[sid] = "replay_evicted"
@@ -396,6 +406,8 @@ class ServerProtocol:
             old = ep.link
             if old is not None and old is not conn and "no_fencing" not in self.config.mutants:
                 old.fail(CloseCode.SUPERSEDED, "a newer connection resumed this session")
+            if "context_not_restored" in self.config.mutants:
+                ep.context.clear()
         conn.session = s
         ep = s.ep
         ep.link = conn
@@ -415,10 +427,12 @@ class ServerProtocol:
         ep.replay()
 
     # -- established ----------------------------------------------------------------------
-    def _frame(self, s: ServerSession, f: Frame, now: float) -> None:
+    def _frame(self, s: ServerSession, f: Frame, now: float, conn: ServerConnection) -> None:
         ep = s.ep
-        if ep.link is None or ep.link.close is not None:
-            return
+        if "no_fencing" in self.config.mutants and ep.link is not conn:
+            ep.link = conn  # the connection that spoke last owns the session
+        if ep.link is not conn or conn.close is not None:
+            return  # a fenced (superseded) connection: ignore
         if f.t in ("ack", "ping", "pong"):
             ep.on_control(f, now)
             return
@@ -486,6 +500,11 @@ class ServerProtocol:
             s.ep.push("end", sid, now)
         else:
             s.ep.push("error", sid, now, {"reason": error})
+        if "end_not_replayed" in self.config.mutants:
+            st = s.ep.out[sid]
+            item = st.buf.pop()  # sent once on the live link, never replayed
+            s.ep.buffered_bytes -= item.size
+            s.ep.buffered_items -= 1
 
     def set_context(self, session: str, key: str, value: Any, now: float) -> None:
         s = self.sessions.get(session)
@@ -617,6 +636,8 @@ class ClientProtocol:
         if self.ep.link is not None:
             self.ep.link.fail(CloseCode.ABNORMAL, "connection lost")
         self.ep.link = None
+        if "partial_per_connection" in self.config.mutants:
+            self.ep.partial.clear()
 
     def receive(self, data: bytes, now: float) -> None:
         link = self.ep.link
@@ -656,7 +677,8 @@ class ClientProtocol:
                 if st is not None:
                     self.ep._drop_through(st, st.next_seq)
         self.session, self.token, self.epoch = h["session"], h["token"], h["epoch"]
-        self.ep.on_acks(h["recv"])
+        if "no_dedupe" not in self.config.mutants:
+            self.ep.on_acks(h["recv"])
         self.ep.acked_sent = dict(self.ep.recv)
         self.ep.ack_due, self.ep.ack_pending = None, 0
         link.ready = True
@@ -711,6 +733,9 @@ class ClientProtocol:
         self.ep.push_message(sid, msg, now)
 
     def cancel(self, sid: int, now: float) -> None:
+        link = self.ep.link
+        if "cancel_lost_on_resume" in self.config.mutants and (link is None or not link.ready):
+            return
         if sid in self.streams:
             self.ep.push("cancel", sid, now)
 

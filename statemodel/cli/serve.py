@@ -1,0 +1,48 @@
+"""`statemodel serve`: run the reference resumable-stream server on TCP."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Run the reference resumable-stream server (PROTOCOL.md v1) on TCP."
+
+APPS = ("demo", "script")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (0 = any free port; default 8765)")
+    parser.add_argument("--app", choices=APPS, default="demo",
+                        help="demo: text/JSON/binary/multipart example; script: the tester's scripted app")
+    parser.add_argument("--mutant", action="append", default=[], metavar="NAME",
+                        help="switch on a reference-implementation bug (repeatable; see `statemodel mutants`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from statemodel.stream.config import Config
+    from statemodel.stream.demo import demo_app
+    from statemodel.stream.mutants import MUTANTS
+    from statemodel.stream.server import Server
+    from statemodel.stream.testapp import script_app
+
+    unknown = [m for m in args.mutant if m not in MUTANTS]
+    if unknown:
+        print(f"unknown mutant(s): {', '.join(unknown)}; known: {', '.join(sorted(MUTANTS))}", file=sys.stderr)
+        return 2
+    app = demo_app if args.app == "demo" else script_app
+    server = Server(app, Config(mutants=frozenset(args.mutant)))
+
+    async def root() -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve_tcp, args.host, args.port)
+            print(f"statemodel serve: ws://{args.host}:{port}/ app={args.app} epoch={server.epoch}", flush=True)
+
+    try:
+        trio.run(root)
+    except OSError as exc:
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -65,8 +65,9 @@ async def run_link(
                 finish(*link.close)
                 return
             r = exc.reason
-            code = r.code if r is not None else int(CloseCode.ABNORMAL)
-            finish(code, (r.reason if r is not None else None) or f"closed by peer ({code})")
+            code = int(r.code) if r is not None else int(CloseCode.ABNORMAL)
+            default = "connection lost (1006)" if code == CloseCode.ABNORMAL else f"closed by peer ({code})"
+            finish(code, (r.reason if r is not None else None) or default)
 
     async def writer() -> None:
         try:
@@ -84,7 +85,7 @@ async def run_link(
             finish(code, reason)
         except ConnectionClosed as exc:
             r = exc.reason
-            finish(r.code if r else int(CloseCode.ABNORMAL), "connection closed while sending")
+            finish(int(r.code) if r else int(CloseCode.ABNORMAL), "connection closed while sending")
         except trio.TooSlowError:
             link.fail(CloseCode.PEER_DEAD, f"a send blocked for {config.send_timeout}s")
             finish(int(CloseCode.PEER_DEAD), "send timed out")

@@ -174,6 +174,27 @@ class Partition(Fault):
 
 
 @dataclass(frozen=True, repr=False)
+class PacketLoss(Fault):
+    """Lose packets in ``direction``: at random with ``probability``, or every
+    ``every``-th one when ``every`` > 0. On netns this is a real iptables
+    ``statistic`` DROP; on sim/tcp, where there are no packets, a lost write waits
+    one TCP retransmission timeout (``rto`` seconds) -- what TCP turns loss into."""
+
+    direction: Direction = "both"
+    probability: float = 0.1
+    every: int = 0
+    rto: float = 0.2
+    kind: ClassVar[str] = "degrade"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"PacketLoss: probability must be within [0, 1], got {self.probability!r}")
+        if not isinstance(self.every, int) or self.every == 1:
+            raise ValueError("PacketLoss: every must be an int: 0 (random) or >= 2 (drop every n-th packet)")
+
+
+@dataclass(frozen=True, repr=False)
 class Heal(Fault):
     """Lift every degrade, partition, clog and frame-aware fault on the targeted links
     (drops such as ``HalfOpen`` are permanent)."""
@@ -223,7 +244,7 @@ FAULTS: dict[str, type[Fault]] = {
     cls.__name__: cls
     for cls in (
         CleanClose, Abort, TruncateMidFrame, HalfOpen, DropDuringHandshake,
-        Latency, Bandwidth, Slice, Clog, Partition, Heal,
+        Latency, Bandwidth, Slice, Clog, Partition, PacketLoss, Heal,
         SplitAtFrameBoundary, DropCloseFrame, DelayCloseFrame, SwallowPongs,
     )
 }

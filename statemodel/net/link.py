@@ -63,6 +63,8 @@ class Pipe:
         self.drop_close = False
         self.delay_close = 0.0
         self.swallow_pongs = False
+        self.loss: F.PacketLoss | None = None
+        self.loss_count = 0
 
     # -- writing ---------------------------------------------------------------------
 
@@ -142,6 +144,12 @@ class Pipe:
             t = max(now, self.bw_free) + n / self.bps
             self.bw_free = t
         t += self.latency + extra
+        if self.loss is not None:
+            self.loss_count += 1
+            lost = (self.loss_count % self.loss.every == 0) if self.loss.every else self.rng.random() < self.loss.probability
+            if lost:
+                t += self.loss.rto
+                self._note("drop", 0, "retransmit", now)
         if self.jitter:
             t += self.rng.uniform(0.0, self.jitter)
         if t < self.last_at:
@@ -264,6 +272,8 @@ class Pipe:
             self.delay_close = fault.seconds
         elif isinstance(fault, F.SwallowPongs):
             self.swallow_pongs = True
+        elif isinstance(fault, F.PacketLoss):
+            self.loss = fault
         elif isinstance(fault, F.TruncateMidFrame):
             self.truncate = True
         elif isinstance(fault, F.HalfOpen):

@@ -78,8 +78,9 @@ class FrameScanner:
             while pos < n and len(hdr) < self._need:
                 hdr.append(data[pos])
                 pos += 1
-                if len(hdr) == 2:
-                    self._opcode = hdr[0] & 0x0F
+                if len(hdr) == 1:
+                    self._opcode = hdr[0] & 0x0F  # known from the first byte on
+                elif len(hdr) == 2:
                     length7 = hdr[1] & 0x7F
                     masked = hdr[1] & 0x80
                     self._need = 2 + (2 if length7 == 126 else 8 if length7 == 127 else 0) + (4 if masked else 0)

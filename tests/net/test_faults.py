@@ -10,7 +10,7 @@ from statemodel.net import faults as F
 ALL = [
     F.CleanClose(), F.Abort(), F.TruncateMidFrame("c2s"), F.HalfOpen(), F.DropDuringHandshake(),
     F.Latency("s2c", seconds=0.2, jitter=0.1), F.Bandwidth(bytes_per_second=5000), F.Slice(max_bytes=3),
-    F.Clog("c2s"), F.Partition(), F.Heal(), F.SplitAtFrameBoundary(), F.DropCloseFrame("s2c"),
+    F.Clog("c2s"), F.Partition(), F.PacketLoss(every=3), F.Heal(), F.SplitAtFrameBoundary(), F.DropCloseFrame("s2c"),
     F.DelayCloseFrame(seconds=2.5), F.SwallowPongs(),
 ]
 
@@ -45,6 +45,8 @@ def test_every_fault_class_is_registered_and_documented():
         (lambda: F.fault_from_dict({"fault": "Latency", "args": {"delay": 1}}), "unknown argument"),
         (lambda: F.fault_from_dict(["Latency"]), "expected an object"),
         (lambda: F.Step(-1, F.Abort()), "finite time >= 0"),
+        (lambda: F.PacketLoss(probability=2), "within \\[0, 1\\]"),
+        (lambda: F.PacketLoss(every=1), "every must be"),
     ],
 )
 def test_bad_faults_are_rejected_with_a_clear_message(build, message):

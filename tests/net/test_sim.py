@@ -414,3 +414,21 @@ def test_byte_tracing_can_be_switched_off():
         assert kinds == {"connect", "fault", "abort"}
 
     run(main)
+
+
+def test_packet_loss_on_sim_costs_a_retransmission_timeout_not_bytes():
+    async def main():
+        net = SimNetwork(0)
+        got = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sink, net.listener(), got)
+            client = await net.connect()
+            net.apply(F.PacketLoss("c2s", every=3, rto=0.5))
+            for i in range(6):
+                await client.send_all(bytes([i]))
+            await client.aclose()
+        assert b"".join(d for _, d in got if isinstance(d, bytes)) == bytes(range(6))
+        # the 3rd write was "lost" and retransmitted 0.5 s later; the rest queue behind it
+        assert [t for t, _ in got][:6] == [0, 0, 0.5, 0.5, 0.5, 0.5]
+
+    run(main)

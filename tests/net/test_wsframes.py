@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import given, settings, strategies as st
 
 from statemodel.net.wsframes import HEADER, HTTP, PAYLOAD, FrameScanner
@@ -22,8 +20,7 @@ def encode(opcode: int, payload: bytes, masked: bool) -> bytes:
     else:
         head = first + bytes([mask_bit | 127]) + n.to_bytes(8, "big")
     if masked:
-        key = os.urandom(4)
-        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return head + b"\x01\x02\x03\x04" + payload  # the scanner never unmasks, so any key will do
     return head + payload
 
 

@@ -53,8 +53,11 @@ Status = Connected | Disconnected | Reconnecting | Resumed
 
 
 def backoff_delay(config: Config, attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with jitter: base*2^(attempt-1) capped, minus up to `jitter` of it."""
-    delay = min(config.backoff_max, config.backoff_base * 2 ** min(attempt - 1, 60))
+    """First retry immediately (a dropped connection usually reconnects at once), then
+    exponential backoff base*2^(attempt-2), capped, minus up to `jitter` of it at random."""
+    if attempt <= 1:
+        return 0.0
+    delay = min(config.backoff_max, config.backoff_base * 2 ** min(attempt - 2, 60))
     return delay * (1.0 - config.backoff_jitter * rng.random())
 
 

@@ -362,3 +362,17 @@ def test_any_drop_pattern_delivers_everything_once_in_order(chunks, c2s, cuts):
     assert [e.data for e in p.sevents if isinstance(e, P.Message)] == c2s
     assert p.cevents.count(P.Ended(sid)) == 1
     assert all(e.outcome in ("new", "recovered") for e in p.cevents if isinstance(e, P.Welcome))
+
+
+def test_backoff_is_immediate_then_exponential_jittered_and_capped():
+    from statemodel.stream.client import backoff_delay
+
+    cfg = Config(backoff_base=1.0, backoff_max=8.0, backoff_jitter=0.5)
+    rng = random.Random(3)
+    delays = [backoff_delay(cfg, n, rng) for n in range(1, 8)]
+    assert delays[0] == 0.0
+    for n, d in enumerate(delays[1:], start=2):
+        full = min(8.0, 2.0 ** (n - 2))
+        assert full * 0.5 <= d <= full
+    again = random.Random(3)
+    assert delays == [backoff_delay(cfg, n, again) for n in range(1, 8)]  # same seed, same delays

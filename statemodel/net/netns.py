@@ -1,0 +1,286 @@
+"""``netns`` backend (Linux, root): real kernel-level faults on a private veth link.
+
+Per run: a network namespace plus a veth pair with a private /30 (10.213.x.y) that
+exists only on that pair. The server listens *inside* the namespace (its socket is
+created from a helper thread that ``setns``-es into it, so any in-process trio server
+can ``serve`` on ``net.listener()``); clients connect from the host side. Faults are
+iptables rules inside the namespace -- so the host's own rules are never touched --
+in two chains hooked into INPUT (c2s) and OUTPUT (s2c) on the veth:
+
+* ``SM_DEGRADE`` (flushed by ``heal``): ``Partition``/``Clog`` = DROP (TCP retransmits
+  after heal), ``PacketLoss`` = ``-m statistic --mode random|nth`` DROP;
+* ``SM_DROP`` (permanent): ``HalfOpen`` = DROP, ``Abort``/``DropDuringHandshake`` =
+  ``REJECT --reject-with tcp-reset`` for that link's port.
+
+``tc netem`` is not available on our machines, so Latency, Bandwidth, Slice,
+CleanClose, TruncateMidFrame and frame-aware faults raise ``UnsupportedFault`` --
+use the sim or tcp backend (or a ``FaultProxy`` in front) for those. ``close()``
+(or leaving the ``with`` block) deletes the namespace and the veth, even on failure.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import trio
+
+from . import faults as F
+from .trace import Trace
+
+CLONE_NEWNET = 0x40000000
+CMD_TIMEOUT = 10.0
+SUPPORTED = (F.Partition, F.Clog, F.PacketLoss, F.HalfOpen, F.Abort, F.DropDuringHandshake, F.Heal)
+_counter = itertools.count()
+
+
+class UnsupportedFault(ValueError):
+    """The netns backend cannot express this fault with iptables alone."""
+
+
+def unavailable_reason() -> str | None:
+    """Why this machine cannot run the netns backend, or None if it can."""
+    if not sys.platform.startswith("linux"):
+        return "netns backend needs Linux network namespaces"
+    if os.geteuid() != 0:
+        return "netns backend needs root and 'ip netns' (run as root, as CI does)"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"netns backend needs '{tool}' (apt-get install iproute2 iptables)"
+    return None
+
+
+def _now() -> float:
+    try:
+        return trio.current_time()
+    except RuntimeError:  # applied from outside trio.run
+        return 0.0
+
+
+def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _in_netns(name: str, fn):
+    """Run ``fn()`` in a helper thread moved into namespace ``name``; sockets it creates
+    stay in that namespace for their whole life."""
+    box: dict = {}
+
+    def target() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns into {name}: {os.strerror(err)}")
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=target, name=f"setns-{name}", daemon=True)
+    thread.start()
+    thread.join(CMD_TIMEOUT)
+    if "error" in box:
+        raise box["error"]
+    if "value" not in box:
+        raise RuntimeError(f"timed out entering namespace {name}")
+    return box["value"]
+
+
+class NetnsNetwork:
+    """Same shape as ``SimNetwork``: ``listener()``, ``await connect()``, ``apply``,
+    ``heal``, ``links``, ``trace``. Use as a context manager (sync) so cleanup is certain."""
+
+    def __init__(self, seed: int = 0) -> None:
+        reason = unavailable_reason()
+        if reason:
+            raise RuntimeError(reason)
+        self.seed = seed
+        self.trace = Trace()
+        n = next(_counter)
+        tag = f"{os.getpid() % 10_000_000}x{n}"
+        self.name = f"statemodel{tag}"
+        self.host_if, self.ns_if = f"smh{tag}"[:15], f"sms{tag}"[:15]
+        self.host_addr = self.ns_addr = ""
+        self._links: dict[int, trio.SocketStream] = {}
+        self._ports: dict[int, int] = {}
+        self._rules: list[tuple[str, int | None, list[str]]] = []  # (chain, link, spec)
+        self._handshake_drops = 0
+        self._partitioned = False
+        self._open = False
+        self.port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _free_subnet(self) -> tuple[str, str]:
+        used = _run("ip", "-o", "-4", "addr", "show").stdout
+        base = os.getpid() + next(_counter)
+        for i in range(256 * 64):
+            k = (base + i) % (256 * 64)
+            third, fourth = k // 64, (k % 64) * 4
+            net = f"10.213.{third}."
+            if f"{net}{fourth + 1}/" not in used and f"{net}{fourth + 2}/" not in used:
+                return f"{net}{fourth + 1}", f"{net}{fourth + 2}"
+        raise RuntimeError("no free /30 in 10.213.0.0/16")
+
+    def open(self) -> "NetnsNetwork":
+        if self._open:
+            return self
+        self._open = True
+        atexit.register(self.close)
+        try:
+            self.host_addr, self.ns_addr = self._free_subnet()
+            ns = ("ip", "netns", "exec", self.name)
+            _run("ip", "netns", "add", self.name)
+            _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+            _run("ip", "link", "set", self.ns_if, "netns", self.name)
+            _run("ip", "addr", "add", f"{self.host_addr}/30", "dev", self.host_if)
+            _run("ip", "link", "set", self.host_if, "up")
+            _run(*ns, "ip", "addr", "add", f"{self.ns_addr}/30", "dev", self.ns_if)
+            _run(*ns, "ip", "link", "set", self.ns_if, "up")
+            _run(*ns, "ip", "link", "set", "lo", "up")
+            for chain in ("SM_DEGRADE", "SM_DROP"):
+                _run(*ns, "iptables", "-N", chain)
+                _run(*ns, "iptables", "-A", "INPUT", "-i", self.ns_if, "-j", chain)
+                _run(*ns, "iptables", "-A", "OUTPUT", "-o", self.ns_if, "-j", chain)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Delete the veth and the namespace (its iptables rules go with it). Idempotent."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            _run("ip", "link", "del", self.host_if, check=False)
+        finally:
+            _run("ip", "netns", "del", self.name, check=False)
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> "NetnsNetwork":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def listener(self, port: int = 0) -> trio.SocketListener:
+        """A listening socket inside the namespace (for ``Server.serve`` or any trio server)."""
+
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.ns_addr, port))
+            sock.listen(128)
+            sock.setblocking(False)
+            return sock
+
+        sock = _in_netns(self.name, make)
+        self.port = sock.getsockname()[1]
+        return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    async def connect(self, port: int | None = None, timeout: float = 10.0) -> trio.SocketStream:
+        """Connect from the host side to the server in the namespace (bounded)."""
+        port = port or self.port
+        if port is None:
+            raise RuntimeError("nobody listens yet: call net.listener() first")
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(self.ns_addr, port)
+        link = len(self._ports)
+        self._links[link] = stream
+        self._ports[link] = stream.socket.getsockname()[1]
+        self.trace.add(_now(), link, "both", "connect", 0, f"port={self._ports[link]}")
+        if self._handshake_drops:
+            self._handshake_drops -= 1
+            self._add_rules(F.Abort(), link, "SM_DROP")
+        return stream
+
+    @property
+    def links(self) -> list[int]:
+        return [i for i, s in self._links.items() if s.socket.fileno() != -1]
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _add_rules(self, fault: F.Fault, link: int | None, chain: str) -> None:
+        for direction in F.expand(getattr(fault, "direction", "both")):
+            port = [] if link is None else [str(self._ports[link])]
+            if direction == "c2s":  # arriving at the server: the client's port is the source
+                spec = ["-i", self.ns_if, "-p", "tcp"] + (["--sport", *port] if port else [])
+            else:
+                spec = ["-o", self.ns_if, "-p", "tcp"] + (["--dport", *port] if port else [])
+            if isinstance(fault, F.PacketLoss):
+                if fault.every:
+                    spec += ["-m", "statistic", "--mode", "nth", "--every", str(fault.every), "--packet", "0"]
+                else:
+                    spec += ["-m", "statistic", "--mode", "random", "--probability", f"{fault.probability:.6f}"]
+            if isinstance(fault, F.Abort):
+                # spare RSTs: the reset REJECT sends for the other direction must get out
+                spec += ["--tcp-flags", "RST", "NONE", "-j", "REJECT", "--reject-with", "tcp-reset"]
+            else:
+                spec += ["-j", "DROP"]
+            _run("ip", "netns", "exec", self.name, "iptables", "-A", chain, *spec)
+            self._rules.append((chain, link, spec))
+
+    def apply(self, fault: F.Fault, link: int | None = None) -> int:
+        if not isinstance(fault, F.Fault):
+            raise TypeError(f"apply() needs a Fault, got {fault!r}")
+        if not isinstance(fault, SUPPORTED):
+            raise UnsupportedFault(
+                f"netns backend cannot apply {fault!r}: iptables alone cannot express it and tc netem "
+                "is not available; use the sim or tcp backend (or a FaultProxy in front) for it"
+            )
+        if isinstance(fault, F.Heal):
+            self.heal(link)
+            return 0
+        if link is not None and link not in self.links:
+            raise ValueError(f"no live link {link}; live links: {self.links}")
+        self.trace.add(_now(), link, getattr(fault, "direction", "both"), "fault", 0, repr(fault))
+        if isinstance(fault, F.DropDuringHandshake):
+            self._handshake_drops += 1
+        elif isinstance(fault, (F.Abort, F.HalfOpen)):
+            # drops hit live links only: one rule set per link, never the whole veth
+            for i in [link] if link is not None else self.links:
+                self._add_rules(fault, i, "SM_DROP")
+        else:
+            self._add_rules(fault, link, "SM_DEGRADE")
+        return len(self._rules)
+
+    def heal(self, link: int | None = None) -> None:
+        """Remove degrade rules (all, or one link's); HalfOpen and Abort stay."""
+        self.trace.add(_now(), link, "both", "fault", 0, "Heal()")
+        keep = []
+        for chain, target, spec in self._rules:
+            if chain == "SM_DEGRADE" and (link is None or target == link):
+                _run("ip", "netns", "exec", self.name, "iptables", "-D", chain, *spec, check=False)
+            else:
+                keep.append((chain, target, spec))
+        self._rules = keep
+
+    def rule_counters(self) -> dict[str, int]:
+        """Packets matched per rule in our chains (``iptables -L -v -x``), for tests."""
+        out = {}
+        for chain in ("SM_DEGRADE", "SM_DROP"):
+            text = _run("ip", "netns", "exec", self.name, "iptables", "-L", chain, "-v", "-x", "-n").stdout
+            for line in text.splitlines()[2:]:
+                cols = line.split()
+                if cols:
+                    out[f"{chain}: {' '.join(cols[2:])}"] = int(cols[0])
+        return out

@@ -59,10 +59,17 @@ def options_dict(config: FuzzConfig) -> dict:
             "mutants": sorted(config.mutants)}
 
 
-def make_factory(cls: type, seed_value: int):
-    """A zero-argument factory with a stable source (stable database key) and a seed."""
+def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = lambda: False):
+    """A zero-argument factory with a stable source (stable database key) and a seed.
+
+    A requested stop (Ctrl-C, time-out) is raised here, between examples, as the
+    KeyboardInterrupt Hypothesis propagates at once; raising it from a signal handler
+    could land anywhere (e.g. inside a gc callback, where it is swallowed).
+    """
 
     def factory():
+        if should_stop():
+            raise KeyboardInterrupt("stop requested")
         return cls()
 
     return hypothesis_seed(seed_value)(factory)
@@ -104,7 +111,9 @@ def run_worker(
                 derandomize=False,
             )
             try:
-                run_state_machine_as_test(make_factory(cls, batch_seed(base_seed, batch)), settings=s)
+                run_state_machine_as_test(
+                    make_factory(cls, batch_seed(base_seed, batch), should_stop), settings=s
+                )
             except KeyboardInterrupt:
                 result.interrupted = True
                 break

@@ -1,16 +1,15 @@
 """Run a fuzz config on N worker processes sharing one example database; merge results.
 
 Workers are ``multiprocessing`` spawn processes with seeds ``seed, seed+1, …``. Ctrl-C
-(SIGINT to the process group, or forwarded by the parent) makes each worker stop
-Hypothesis and send back what it has; a time-out does the same after a grace period, and
-stragglers are terminated so the command never hangs.
+(SIGINT to the process group, or to the parent alone, which sets a shared stop event)
+makes each worker stop between examples and send back what it has; a time-out does the
+same after a grace period, and stragglers are terminated so the command never hangs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import signal
 import time
@@ -38,8 +37,25 @@ def _safe_run(config: FuzzConfig, worker: int, progress, should_stop) -> WorkerR
                             error=f"{type(exc).__name__}: {exc}")
 
 
+class StopFlag:
+    """SIGINT handler: the first Ctrl-C asks for a stop between examples, a second one interrupts."""
+
+    def __init__(self, event=None):
+        self.event = event
+        self.seen = False
+
+    def __call__(self, signum=None, frame=None) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+        self.seen = True
+
+    def is_set(self) -> bool:
+        return self.seen or (self.event is not None and self.event.is_set())
+
+
 def _worker_main(config: FuzzConfig, worker: int, q, stop) -> None:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    flag = StopFlag(stop)
+    signal.signal(signal.SIGINT, flag)
     last = [0.0]
 
     def progress(w, snap):
@@ -48,7 +64,7 @@ def _worker_main(config: FuzzConfig, worker: int, q, stop) -> None:
             last[0] = now
             q.put(("progress", w, snap))
 
-    result = _safe_run(config, worker, progress, stop.is_set)
+    result = _safe_run(config, worker, progress, flag.is_set)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the result
     q.put(("done", worker, result))
 
@@ -57,7 +73,16 @@ def run(config: FuzzConfig, progress: Progress | None = None) -> FuzzResult:
     started = time.monotonic()
     if config.workers <= 1:
         cb = progress.update if progress else None
-        result = _safe_run(config, 0, cb, lambda: False)
+        flag = StopFlag()
+        try:
+            previous = signal.signal(signal.SIGINT, flag)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
+        try:
+            result = _safe_run(config, 0, cb, flag.is_set)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if progress:
             progress.update(0, {"examples": result.examples, "steps": result.steps,
                                 "faults": result.faults, "slowest_recovery": result.slowest_recovery})
@@ -86,13 +111,9 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
     interrupted_at = None
 
     def interrupt():
+        # Workers see the event between examples (a terminal's Ctrl-C also reaches them
+        # directly); sending them another SIGINT would count as a second, forcing Ctrl-C.
         stop.set()
-        for w, p in procs.items():
-            if w not in results and p.is_alive() and p.pid:
-                try:
-                    os.kill(p.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
 
     sigint = {"seen": False}
 

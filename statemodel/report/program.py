@@ -12,10 +12,13 @@ import ast
 import dataclasses
 import importlib
 import re
+import sys
 import traceback
+import types
 from typing import Any
 
 FAILING_PREFIX = "Failing test case"
+PROJECT_PACKAGES = {"statemodel", "strategies"}
 BLOB_RE = re.compile(r"@reproduce_failure\((['\"])([^'\"]+)\1,\s*(b(['\"]).*?\4)\)")
 
 
@@ -83,10 +86,26 @@ class Outcome:
 
 
 def program_namespace(cls: type, class_name: str) -> dict[str, Any]:
-    """Names the printed program may use: the machine module's globals + the class."""
+    """Names the printed program may use (reprs of rule arguments, e.g. fault classes).
+
+    Public names of every module along the class's MRO, plus the public names of project
+    modules those import as a whole (``from statemodel.net import faults as F`` makes
+    ``Drop(...)`` usable); direct names win, and the class is bound to its printed name.
+    """
     ns: dict[str, Any] = {}
-    module = importlib.import_module(cls.__module__)
-    ns.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    direct: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        module = sys.modules.get(klass.__module__) or importlib.import_module(klass.__module__)
+        for k, v in vars(module).items():
+            if k.startswith("_"):
+                continue
+            direct[k] = v
+            if isinstance(v, types.ModuleType) and v.__name__.split(".")[0] in PROJECT_PACKAGES:
+                names = getattr(v, "__all__", None) or [n for n in vars(v) if not n.startswith("_")]
+                for n in names:
+                    if hasattr(v, n):
+                        ns[n] = getattr(v, n)
+    ns.update(direct)
     ns[class_name] = cls
     return ns
 

@@ -39,9 +39,9 @@ import pytest
 from hypothesis import reproduce_failure, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from {module} import *  # noqa: F401,F403 - names used by the printed rule arguments
 from {module} import {attr} as machine_class
 from {_options_module(module)} import MachineOptions
+from statemodel.report.program import program_namespace
 
 MACHINE = {failure.machine!r}
 OPTIONS = {opts!r}
@@ -53,6 +53,8 @@ PROGRAM = {failure.program!r}
 {class_name} = machine_class(
     MachineOptions(target={opts["target"]!r}, transport={opts["transport"]!r}, mutants={mutants}, record=True)
 )
+# Names the printed rule arguments use (fault classes, payload types, ...).
+globals().update(program_namespace({class_name}, {class_name!r}))
 
 
 def test_shrunk_program():

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import cli_env, statemodel
 
 
@@ -49,7 +51,8 @@ def test_duration_runs_batches_then_stops(tmp_path):
     assert s["config"]["duration"] == 0.5
 
 
-def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path):
+@pytest.mark.parametrize("to_group", [True, False], ids=["terminal-ctrl-c", "sigint-to-parent-only"])
+def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, to_group):
     proc = subprocess.Popen(
         [sys.executable, "-m", "statemodel", "fuzz", "--workers", "2", "--duration", "120", "--seed", "1",
          "--progress-interval", "0.2", "--report", str(tmp_path / "r")],
@@ -64,7 +67,10 @@ def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path):
             ready, _, _ = select.select([proc.stderr], [], [], 1.0)
             if ready:
                 seen += proc.stderr.readline()
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the process group
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the process group
+        else:
+            os.kill(proc.pid, signal.SIGINT)  # e.g. a CI runner cancelling only the main process
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:

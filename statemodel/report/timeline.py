@@ -81,7 +81,9 @@ def _event_row(ev: dict, lanes: list[str]) -> str:
     cells = [f'<td class="t">{ev["t"]:.3f}</td>' if isinstance(ev.get("t"), (int, float)) else '<td class="t"></td>']
     for lane in lanes:
         if lane == ev["lane"]:
-            text = html.escape(f'{ev["kind"]}: {_detail(ev.get("detail"))}')
+            detail = _detail(ev.get("detail"))
+            arrow = "→ " if " c2s" in f" {detail}" else "← " if " s2c" in f" {detail}" else ""
+            text = html.escape(f'{arrow}{ev["kind"]}: {detail}')
             cells.append(f'<td><span class="ev {_css_class(ev)}" data-kind="{html.escape(str(ev["kind"]))}">{text}</span></td>')
         else:
             cells.append("<td></td>")

@@ -92,6 +92,8 @@ def test_usage_and_infrastructure_errors_exit_2(tmp_path):
     assert missing.returncode == 2
     assert "cannot import the state machine module 'no_such_module_xyz'" in missing.stderr
     assert "Traceback" not in missing.stderr
+    mutant = statemodel("fuzz", "--examples", "5", "--mutant", "nope", cwd=tmp_path)
+    assert mutant.returncode == 2 and "unknown mutant(s) ['nope']" in mutant.stderr
     nodb = statemodel("fuzz", "--examples", "5", "--db", "redis://127.0.0.1:1/0", cwd=tmp_path)
     assert nodb.returncode == 2 and "cannot reach Redis" in nodb.stderr
     noreplay = statemodel("replay", str(tmp_path / "nothing-here"), cwd=tmp_path)

@@ -121,4 +121,7 @@ class ToyMachine(RuleBasedStateMachine):
 
 def machine_class(options: MachineOptions) -> type[ToyMachine]:
     """A configured subclass; its name is what Hypothesis prints (``state = ToyMachine()``)."""
+    unknown = set(options.mutants) - {"dup"}
+    if unknown:
+        raise ValueError(f"unknown mutant(s) {sorted(unknown)}; the toy machine knows only 'dup'")
     return type("ToyMachine", (ToyMachine,), {"options": options, "__module__": __name__})

@@ -72,9 +72,12 @@ async def run_link(
     async def writer() -> None:
         try:
             while True:
-                for data in link.take():
-                    with trio.fail_after(config.send_timeout):
-                        await ws.send_message(data)
+                # Re-check after every send: frames queued while we were inside
+                # send_message() must not wait for the next wakeup (lost-wakeup bug).
+                while link.outbox:
+                    for data in link.take():
+                        with trio.fail_after(config.send_timeout):
+                            await ws.send_message(data)
                 if link.close is not None:
                     break
                 await changed.wait()

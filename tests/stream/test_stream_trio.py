@@ -354,3 +354,21 @@ async def test_server_closes_malformed_and_unknown_version_with_documented_codes
                 inner.cancel_scope.cancel()
         assert server.stats()["sessions"] == 0
         n.cancel_scope.cancel()
+
+
+@virtual_time
+async def test_frames_queued_during_a_send_go_out_without_waiting_for_a_wakeup():
+    """Regression: the writer once took the outbox, sent it, then slept; frames queued while it
+    was inside send_message() waited for the peer's ack timer. Back-to-back requests must
+    complete in (virtual) zero time when no timer is involved."""
+    cfg = Config(ack_interval=30.0, heartbeat_interval=100.0, dead_after=300.0)
+    async with Server(script_app, cfg, rng=random.Random(1)) as server, trio.open_nursery() as n:
+        net = Net(n, server)
+        async with Client(net.connect, cfg, rng=random.Random(2)).run() as client:
+            start = trio.current_time()
+            for i in range(20):
+                got = await collect(client.request(cmd(op="batch", commands=[
+                    {"op": "emit", "chunks": [{"kind": "bytes", "seed": i, "size": 300_000}]}, {"op": "end"}])))
+                assert got == [blob(i, 300_000)]
+            assert trio.current_time() - start < 1.0
+        n.cancel_scope.cancel()

@@ -20,7 +20,7 @@ import trio
 
 from .link import Link, LinkNetwork, Pipe
 
-READ_SIZE = 65536
+READ_SIZE = 256 * 1024
 
 
 def _rst(stream: trio.SocketStream) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 HTTP, HEADER, PAYLOAD = 0, 1, 2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _END = b"\r\n\r\n"
+MAX_HTTP_HEAD = 64 * 1024  # no blank line by then: not an HTTP upgrade, stop looking
 
 
 class FrameScanner:
@@ -25,10 +26,12 @@ class FrameScanner:
     completed in that chunk (for traces).
     """
 
-    __slots__ = ("in_http", "_tail", "_hdr", "_need", "_remaining", "_opcode", "frames")
+    __slots__ = ("in_http", "opaque", "_seen", "_tail", "_hdr", "_need", "_remaining", "_opcode", "frames")
 
     def __init__(self, http: bool = True) -> None:
         self.in_http = http
+        self.opaque = False  # not a WebSocket stream: everything is one HTTP-like segment
+        self._seen = 0
         self._tail = b""
         self._hdr = bytearray()  # header bytes collected so far (0 = at a frame boundary)
         self._need = 2  # header length needed, known once 2 bytes are in
@@ -46,6 +49,8 @@ class FrameScanner:
         self.frames = []
         n = len(data)
         pos = 0
+        if self.opaque:
+            return [(0, n, HTTP, None, False)] if n else []
         if self.in_http:
             end = -1
             if self._tail:
@@ -57,6 +62,9 @@ class FrameScanner:
                 if j >= 0:
                     end = j + 4
             if end < 0:
+                self._seen += n
+                if self._seen > MAX_HTTP_HEAD:
+                    self.opaque = True
                 self._tail = (self._tail + bytes(data[-3:]))[-3:]
                 return [(0, n, HTTP, None, False)] if n else []
             self.in_http = False

@@ -64,3 +64,11 @@ def test_scanner_stays_in_http_until_the_blank_line_even_when_split_inside_it():
     assert segs[0] == (0, 1, HTTP, None, False)
     assert segs[1] == (1, 3, HEADER, 0x8, True)
     assert scanner.frames == [(0x8, 0)]
+
+
+def test_a_stream_without_an_http_head_is_treated_as_opaque_bytes():
+    """Raw TCP through the proxy must not pay for a blank-line search forever."""
+    scanner = FrameScanner()
+    for _ in range(5):
+        assert scanner.feed(b"\x88" * 20_000) == [(0, 20_000, HTTP, None, False)]
+    assert scanner.opaque and scanner.frames == []

@@ -87,11 +87,21 @@ class Link:
         return out
 
 
+class Budget:
+    """Replay bytes buffered by all sessions of one server (the server-wide memory bound)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.sessions = 0  # sessions holding buffered items (for the fair share)
+
+
 class _Endpoint:
     """One end's per-session state, kept across connections."""
 
-    def __init__(self, config: Config, mine: frozenset[str], theirs: frozenset[str]) -> None:
+    def __init__(self, config: Config, mine: frozenset[str], theirs: frozenset[str],
+                 budget: Budget | None = None) -> None:
         self.config = config
+        self.budget = budget
         self.mine, self.theirs = mine, theirs  # item types this end may send / receive
         self.out: dict[int, _OutStream] = {}
         self.recv: dict[int, int] = {}  # last contiguous seq received per stream
@@ -110,7 +120,22 @@ class _Endpoint:
         c = self.config
         if "no_backpressure" in c.mutants:
             return True
-        return self.buffered_bytes < c.replay_max_bytes and self.buffered_items < c.replay_max_count
+        if self.buffered_bytes >= c.replay_max_bytes or self.buffered_items >= c.replay_max_count:
+            return False
+        b = self.budget
+        if b is None or b.bytes < c.server_max_buffered_bytes:
+            return True
+        # Over the server-wide bound: only sessions below their fair share may produce, so
+        # one peer that never acks cannot starve the others.
+        return self.buffered_bytes < c.server_max_buffered_bytes // max(1, b.sessions)
+
+    def account(self, size: int, items: int) -> None:
+        before = self.buffered_items
+        self.buffered_bytes += size
+        self.buffered_items += items
+        if self.budget is not None:
+            self.budget.bytes += size
+            self.budget.sessions += (self.buffered_items > 0) - (before > 0)
 
     def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:
         st = self.out.setdefault(sid, _OutStream())
@@ -119,8 +144,7 @@ class _Endpoint:
         data = encode(Frame(t, {"s": sid, "q": seq, **(fields or {})}, payload))
         self._order += 1
         st.buf.append(_Out(seq, self._order, data, len(payload), now))
-        self.buffered_bytes += len(payload)
-        self.buffered_items += 1
+        self.account(len(payload), 1)
         if self.link is not None and self.link.ready and self.link.close is None:
             self.link.outbox.append(data)
         return seq
@@ -133,8 +157,7 @@ class _Endpoint:
     def _drop_through(self, st: _OutStream, seq: int) -> None:
         while st.buf and st.buf[0].seq <= seq:
             item = st.buf.popleft()
-            self.buffered_bytes -= item.size
-            self.buffered_items -= 1
+            self.account(-item.size, -1)
 
     def on_acks(self, acks: dict[int, int]) -> None:
         for sid, seq in acks.items():
@@ -159,8 +182,7 @@ class _Endpoint:
         for st in self.out.values():
             while st.buf and st.buf[0].t <= cutoff:
                 item = st.buf.popleft()
-                self.buffered_bytes -= item.size
-                self.buffered_items -= 1
+                self.account(-item.size, -1)
                 if "evict_without_reset" not in self.config.mutants:
                     st.evicted_upto = item.seq
 
@@ -299,9 +321,9 @@ class StreamGone:
 
 
 class ServerSession:
-    def __init__(self, config: Config, sid: str, token: str, now: float) -> None:
+    def __init__(self, config: Config, sid: str, token: str, now: float, budget: Budget) -> None:
         self.id, self.token = sid, token
-        self.ep = _Endpoint(config, frozenset(S2C_ITEMS), frozenset(C2S_ITEMS))
+        self.ep = _Endpoint(config, frozenset(S2C_ITEMS), frozenset(C2S_ITEMS), budget)
         self.open: set[int] = set()  # streams whose app runs (no end/error pushed yet)
         self.max_sid = 0
         self.disconnected_at: float | None = now
@@ -350,6 +372,7 @@ class ServerProtocol:
         self.sessions: dict[str, ServerSession] = {}
         self._expired: OrderedDict[str, None] = OrderedDict()  # recently expired ids, bounded
         self.events: list[Any] = []
+        self.budget = Budget()
 
     def connect(self, now: float) -> ServerConnection:
         return ServerConnection(self, now)
@@ -382,7 +405,7 @@ class ServerProtocol:
         if s is None:
             if len(self.sessions) >= self.config.max_sessions:
                 raise ProtocolError(CloseCode.SERVER_BUSY, f"server holds its maximum of {self.config.max_sessions} sessions")
-            s = ServerSession(self.config, self._token()[:24], self._token(), now)
+            s = ServerSession(self.config, self._token()[:24], self._token(), now, self.budget)
             self.sessions[s.id] = s
             outcome = "new" if r is None else "reset"
         else:
@@ -503,8 +526,7 @@ class ServerProtocol:
         if "end_not_replayed" in self.config.mutants:
             st = s.ep.out[sid]
             item = st.buf.pop()  # sent once on the live link, never replayed
-            s.ep.buffered_bytes -= item.size
-            s.ep.buffered_items -= 1
+            s.ep.account(-item.size, -1)
 
     def set_context(self, session: str, key: str, value: Any, now: float) -> None:
         s = self.sessions.get(session)
@@ -532,6 +554,8 @@ class ServerProtocol:
                 continue
             if now >= s.disconnected_at + self.config.session_ttl:
                 del self.sessions[s.id]
+                for st in s.ep.out.values():  # release its share of the server-wide budget
+                    s.ep._drop_through(st, st.next_seq)
                 self._expired[s.id] = None
                 while len(self._expired) > 4096:
                     self._expired.popitem(last=False)

@@ -166,11 +166,17 @@ class Server:
             self._apps[key] = (scope, request)
             try:
                 async with aclosing(self.app(request)) as chunks:
-                    async for chunk in chunks:
+                    while True:
+                        # Backpressure before pulling the next chunk, so a parked app holds
+                        # no chunk in memory either.
+                        while not self.proto.has_capacity(ev.session):
+                            await self._changed.wait()
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            break
                         if not isinstance(chunk, (str, bytes)):
                             raise TypeError(f"app yielded {type(chunk).__name__}; chunks must be str or bytes")
-                        while not self.proto.has_capacity(ev.session):  # backpressure
-                            await self._changed.wait()
                         if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
                             break
                         self._changed.notify()

@@ -376,3 +376,26 @@ def test_backoff_is_immediate_then_exponential_jittered_and_capped():
         assert full * 0.5 <= d <= full
     again = random.Random(3)
     assert delays == [backoff_delay(cfg, n, again) for n in range(1, 8)]  # same seed, same delays
+
+
+def test_server_wide_bound_with_fair_share_and_budget_released_on_expiry():
+    cfg = Config(replay_max_bytes=1000, server_max_buffered_bytes=1000, session_ttl=5)
+    server = P.ServerProtocol(cfg, random.Random(0))
+    pairs = [Pair(cfg, server=server) for _ in range(2)]
+    for p in pairs:
+        p.connect()
+        p.sid = p.client.open(b"o", p.now)
+        p.pump()
+    hog, other = pairs
+    while server.has_capacity(hog.client.session):  # a client that never acks
+        server.emit(hog.client.session, hog.sid, b"h" * 100, 0.0)
+    assert server.budget.bytes == 1000
+    # the other session still gets its fair share (1000 // 2), then waits too
+    sent = 0
+    while server.has_capacity(other.client.session) and sent < 100:
+        server.emit(other.client.session, other.sid, b"o" * 100, 0.0)
+        sent += 1
+    assert sent == 5 and server.budget.bytes == 1500
+    hog.drop()
+    server.on_timer(10.0)  # only the hog is disconnected; it expires
+    assert server.budget.bytes == 500 and server.budget.sessions == 1

@@ -43,6 +43,8 @@ def load_reproducer(path: Path) -> dict:
             raise BadInput(f"{path} is not readable JSON: {exc}") from exc
         if not isinstance(data, dict) or not all(k in data for k in ("machine", "options", "program")):
             raise BadInput(f"{path} is not a statemodel trace.json (needs machine, options, program)")
+        if not isinstance(data["program"], str) or not isinstance(data["options"], dict):
+            raise BadInput(f"{path} holds no runnable step program")
         return data
     if path.suffix == ".py":
         spec = importlib.util.spec_from_file_location("statemodel_repro", path)

@@ -44,7 +44,10 @@ class Progress:
     def update(self, worker: int, snapshot: dict) -> None:
         self.snapshots[worker] = snapshot
         if self._live is not None:
-            self._live.update(self._table())
+            now = time.monotonic()
+            if now - self._last_line >= 0.25:  # redraw at most 4 times a second
+                self._last_line = now
+                self._live.update(self._table())
         elif time.monotonic() - self._last_line >= self.interval:
             self._line()
 

@@ -144,7 +144,9 @@ class Model:
         if st.outcome is not None:
             raise InvariantViolation("one outcome per stream", where, f"only {st.outcome}", f"also {kind}({reason})")
         if kind == "reset":
-            if not s.reset_causes:
+            # A stream of an earlier incarnation of the session died with it (the client may
+            # report the session reset before the stream's consumer reads its reset).
+            if not s.reset_causes and st.session_generation == s.generation:
                 raise InvariantViolation(
                     "reset only when the protocol allows it",
                     where,

@@ -113,9 +113,21 @@ def test_chunk_after_end():
 
 def test_status_grammar_accepts_a_resume_cycle():
     c = StatusChecker()
-    for e in [("connected",), ("disconnected", "abort"), ("reconnecting", 1), ("reconnecting", 2),
-              ("connected",), ("resumed", "recovered", None), ("disconnected", "x"), ("reconnecting", 1)]:
+    for e in [("connected",), ("disconnected", "abort"), ("reconnecting", 1), ("disconnected", "timeout"),
+              ("reconnecting", 2),
+              ("connected",), ("resumed", "recovered", None), ("disconnected", "x"), ("reconnecting", 1),
+              ("disconnected", "refused"), ("reconnecting", 2), ("connected",), ("resumed", "reset", "epoch_changed")]:
         c.feed(e, "s0")
+    assert c.connected
+
+
+def test_status_first_connection_may_fail_and_then_is_not_a_resume():
+    c = StatusChecker()
+    for e in [("disconnected", "refused"), ("reconnecting", 1), ("connected",)]:
+        c.feed(e, "s0")
+    assert c.connected
+    with pytest.raises(InvariantViolation, match="valid status sequence"):
+        c.feed(("resumed", "recovered", None), "s0")
 
 
 @pytest.mark.parametrize(
@@ -125,6 +137,8 @@ def test_status_grammar_accepts_a_resume_cycle():
         [("connected",), ("connected",)],
         [("connected",), ("disconnected", "x"), ("reconnecting", 2)],
         [("connected",), ("disconnected", "x"), ("reconnecting", 1), ("connected",), ("resumed", "maybe", None)],
+        [("connected",), ("disconnected", "x"), ("reconnecting", 1), ("connected",), ("disconnected", "y"),
+         ("reconnecting", 2)],
     ],
 )
 def test_status_grammar_rejects(events):
@@ -132,3 +146,10 @@ def test_status_grammar_rejects(events):
     with pytest.raises(InvariantViolation, match="valid status sequence"):
         for e in events:
             c.feed(e, "s0")
+
+
+def test_stream_of_an_earlier_session_incarnation_may_report_reset_late():
+    m, s, key = model_with_stream()
+    m.server_restarted()
+    m.session_reset(s, "epoch_changed")  # the status event arrived first
+    m.terminal(key, "reset", "epoch_changed")  # then the paused consumer read its reset

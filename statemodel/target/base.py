@@ -1,0 +1,58 @@
+"""The adapter interface between the state machine and whatever it tests (README: "Test your own server")."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Awaitable, Callable, Protocol
+
+import trio
+
+from statemodel.net.faults import Fault
+from statemodel.stream.testapp import chunk_of
+
+
+class Target(Protocol):
+    """What ``StreamMachine`` drives. Every method is called inside the machine's trio run."""
+
+    can_restart: bool
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start the server side (and the network) in ``nursery``."""
+
+    async def stop(self) -> None:
+        """Stop everything started by ``start``."""
+
+    async def dial(self) -> tuple[trio.abc.Stream, int]:
+        """Open one transport connection to the server; return it and its network link id."""
+
+    def new_client(self, dial: Callable[[], Awaitable[trio.abc.Stream]], rng: random.Random) -> Any:
+        """A client (``statemodel.stream.client.Client`` API) that reconnects through ``dial``."""
+
+    def apply(self, fault: Fault, link: int | None) -> bool:
+        """Inject a fault on one link (or network-wide with ``None``); False if the link is gone."""
+
+    def heal(self) -> None:
+        """Lift every degrade, partition and clog."""
+
+    async def restart_server(self) -> None:
+        """Kill the server, losing its in-memory state, and start a fresh one."""
+
+    def recovery_bound(self) -> float:
+        """Seconds within which every client must be back after ``heal``."""
+
+    def check_bounds(self) -> None:
+        """Raise ``InvariantViolation`` if buffers or queues exceed their configured bounds."""
+
+    def expected_chunks(self, command: dict) -> list[str | bytes]:
+        """What the scripted app yields for ``command`` (PROTOCOL.md appendix A)."""
+
+
+def scripted_chunks(command: dict) -> list[str | bytes]:
+    """The scripted app's output for one ``emit`` or ``echo`` command, computed without running it."""
+    if command["op"] == "emit":
+        return [chunk_of(spec) for spec in command["chunks"]]
+    if command["op"] == "echo":
+        data = command["data"]
+        return [data if isinstance(data, str) else json.dumps(data, sort_keys=True, separators=(",", ":"))]
+    return []

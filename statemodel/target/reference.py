@@ -1,0 +1,118 @@
+"""The embedded default target: the reference server and client over a fault-layer network."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import trio
+
+from statemodel.model import InvariantViolation
+from statemodel.net import faults as F
+from statemodel.net.sim import SimNetwork
+from statemodel.stream.client import Client
+from statemodel.stream.config import Config
+from statemodel.stream.server import Server
+from statemodel.stream.testapp import script_app
+from statemodel.target.base import scripted_chunks
+
+# Timers scaled for simulation: recovery is fast in virtual time, expiry stays far away,
+# so a reset in a run always has a cause the machine itself triggered.
+SIM_CONFIG = Config(
+    handshake_timeout=2.0,
+    heartbeat_interval=1.0,
+    dead_after=3.0,
+    send_timeout=3.0,
+    close_timeout=1.0,
+    backoff_base=0.05,
+    backoff_max=1.0,
+    fragment_size=16 * 1024,
+    replay_max_bytes=4 * 1024 * 1024,
+    replay_max_age=3600.0,
+    session_ttl=3600.0,
+)
+
+
+class ReferenceTarget:
+    can_restart = True
+
+    def __init__(self, options, seed: int) -> None:
+        if options.transport != "sim":
+            raise ValueError(f"the reference target runs on transport 'sim' in the machine; got {options.transport!r}")
+        self.config = replace(SIM_CONFIG, mutants=frozenset(options.mutants))
+        self.seed = seed
+        self.net = SimNetwork(seed, record_bytes=options.record)
+        self.generation = 0
+        self.server: Server | None = None
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._stopped: trio.Event | None = None
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        await self._start_server()
+
+    async def _start_server(self) -> None:
+        self.server = Server(script_app, self.config, rng=random.Random(self.seed * 1009 + self.generation))
+        scope, stopped = trio.CancelScope(), trio.Event()
+
+        async def serve(task_status=trio.TASK_STATUS_IGNORED):
+            try:
+                with scope:
+                    await self.server.serve(self.net.listener(), task_status=task_status)
+            finally:
+                stopped.set()
+
+        self._scope, self._stopped = scope, stopped
+        await self._nursery.start(serve)
+
+    async def stop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._stopped.wait()
+
+    async def dial(self):
+        stream = await self.net.connect()
+        return stream, stream.link.id
+
+    def new_client(self, dial, rng: random.Random) -> Client:
+        return Client(dial, self.config, rng)
+
+    def apply(self, fault: F.Fault, link: int | None) -> bool:
+        if link is not None and link not in self.net.links:
+            return False
+        self.net.apply(fault, link)
+        return True
+
+    def heal(self) -> None:
+        self.net.heal()
+
+    async def restart_server(self) -> None:
+        """Like a crashed process: every connection is reset, all sessions are gone, a new epoch."""
+        for link in self.net.links:
+            self.net.apply(F.Abort(), link)
+        await self.stop()
+        self.generation += 1
+        await self._start_server()
+
+    def recovery_bound(self) -> float:
+        c = self.config
+        return c.dead_after + c.backoff_max + 2 * c.handshake_timeout + 2.0
+
+    def check_bounds(self) -> None:
+        stats = self.server.stats()
+        c = self.config
+        # One message may be pushed whole once the buffer has room: the bound allows for it.
+        limit = stats["sessions"] * (c.replay_max_bytes + c.max_message_size)
+        if stats["buffered_bytes"] > limit:
+            raise InvariantViolation(
+                "replay buffers within bounds", "server",
+                f"at most {limit} buffered bytes for {stats['sessions']} sessions",
+                f"{stats['buffered_bytes']} bytes",
+            )
+        if stats["sessions"] > c.max_sessions:
+            raise InvariantViolation("sessions within bounds", "server", f"<= {c.max_sessions}", str(stats["sessions"]))
+
+    @staticmethod
+    def expected_chunks(command: dict) -> list[str | bytes]:
+        return scripted_chunks(command)

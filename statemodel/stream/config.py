@@ -25,9 +25,9 @@ class Config:
     max_frame_size: int = 1 * MiB  # one encoded frame (header + payload)
     max_header_size: int = 64 * KiB  # JSON header of one frame
     max_message_size: int = 16 * MiB  # one reassembled message
-    replay_max_bytes: int = 8 * MiB  # unacked payload bytes kept per session and direction
+    replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction
-    server_max_buffered_bytes: int = 32 * MiB  # all sessions of a server; then fair shares
+    server_max_buffered_bytes: int = 4 * MiB  # all sessions; above it one message per session
     replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000

@@ -44,7 +44,7 @@ class Frame:
 
 def encode(frame: Frame) -> bytes:
     header = json.dumps({"t": frame.t, **frame.h}, separators=(",", ":"), ensure_ascii=False).encode()
-    return _LEN.pack(len(header)) + header + frame.payload
+    return b"".join((_LEN.pack(len(header)), header, frame.payload))  # payload may be a memoryview
 
 
 def _bad(msg: str) -> ProtocolError:

@@ -31,18 +31,20 @@ def make_token_source(rng: random.Random | None) -> Callable[[], str]:
 
 
 def split_message(msg: str | bytes, size: int, *, mutants: frozenset[str] = frozenset()) -> tuple[str, list[bytes]]:
-    """Fragments of at most `size` bytes; text is cut only on UTF-8 character boundaries."""
+    """Fragments of at most `size` bytes; text is cut only on UTF-8 character boundaries.
+    Fragments are memoryview slices (no copy until the frame is encoded)."""
     kind = "t" if isinstance(msg, str) else "b"
     data = msg.encode("utf-8") if isinstance(msg, str) else bytes(msg)
     if not data:
         return kind, [b""]
+    view = memoryview(data)
     out, i = [], 0
     while i < len(data):
         j = min(len(data), i + size)
         if kind == "t" and "split_inside_char" not in mutants:
             while j < len(data) and (data[j] & 0xC0) == 0x80:  # continuation byte
                 j -= 1
-        out.append(data[i:j])
+        out.append(view[i:j])
         i = j
     return kind, out
 
@@ -92,7 +94,7 @@ class Budget:
 
     def __init__(self) -> None:
         self.bytes = 0
-        self.sessions = 0  # sessions holding buffered items (for the fair share)
+        self.sessions = 0  # sessions holding buffered items
 
 
 class _Endpoint:
@@ -125,9 +127,10 @@ class _Endpoint:
         b = self.budget
         if b is None or b.bytes < c.server_max_buffered_bytes:
             return True
-        # Over the server-wide bound: only sessions below their fair share may produce, so
-        # one peer that never acks cannot starve the others.
-        return self.buffered_bytes < c.server_max_buffered_bytes // max(1, b.sessions)
+        # Over the server-wide bound: only sessions with nothing buffered may produce (one
+        # message in flight each), so one peer that never acks cannot starve the others and
+        # the total stays below the bound + one message per session.
+        return self.buffered_items == 0
 
     def account(self, size: int, items: int) -> None:
         before = self.buffered_items

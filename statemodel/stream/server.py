@@ -179,6 +179,7 @@ class Server:
                             raise TypeError(f"app yielded {type(chunk).__name__}; chunks must be str or bytes")
                         if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
                             break
+                        chunk = None  # encoded into the replay buffer: don't hold a second copy
                         self._changed.notify()
             except StreamError as exc:
                 error = exc.reason

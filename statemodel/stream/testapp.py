@@ -54,16 +54,18 @@ def parse(raw: str | bytes) -> list[dict[str, Any]]:
 
 
 async def script_app(request) -> AsyncIterator[str | bytes]:
-    """Run the open payload's commands, then each client message's, until end/fail."""
+    """Run the open payload's commands, then each client message's, until end/fail.
 
-    async def run(cmds: list[dict[str, Any]]) -> AsyncIterator[str | bytes | None]:
-        for cmd in cmds:
+    One flat generator that yields chunks straight from `chunk_of` (no local keeps a yielded
+    chunk alive while the app is parked on backpressure)."""
+    batches = [parse(request.payload)]
+    while True:
+        for cmd in batches.pop():
             op = cmd.get("op")
             if op == "emit":
                 for spec in cmd.get("chunks", []):
                     yield chunk_of(spec)
             elif op == "end":
-                yield None  # sentinel: end the stream
                 return
             elif op == "fail":
                 raise StreamError(str(cmd.get("reason", "failed")))
@@ -74,13 +76,4 @@ async def script_app(request) -> AsyncIterator[str | bytes]:
                 yield data if isinstance(data, str) else json.dumps(data, sort_keys=True, separators=(",", ":"))
             else:
                 raise StreamError(f"bad_command: unknown op {op!r}")
-
-    async for chunk in run(parse(request.payload)):
-        if chunk is None:
-            return
-        yield chunk
-    async for msg in request.messages():
-        async for chunk in run(parse(msg)):
-            if chunk is None:
-                return
-            yield chunk
+        batches.append(parse(await request.receive()))

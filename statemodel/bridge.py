@@ -1,0 +1,282 @@
+"""Trio bridge: a Hypothesis ``RuleBasedStateMachine`` whose rules can await trio code.
+
+Each machine instance owns one ``trio.run`` on ``MockClock(autojump_threshold=0)``, running
+inside its own greenlet. Between rules the greenlet is parked in the middle of a trio task
+step, so the whole run is frozen: no task runs and virtual time does not move. A rule calls
+``self.run(async_fn, *args)``, which switches into the loop, awaits the job inside the
+machine's nursery context, and switches back with the result: two greenlet switches per call,
+no thread, no ``trio.run`` per step.
+
+Why this shape: a trio loop in a helper thread lets autojump skip time between steps and is
+not deterministic; hypothesis-trio no longer imports. Only Hypothesis' public stateful API is
+used, so ``Machine.TestCase``, ``run_state_machine_as_test``, ``@seed``,
+``@reproduce_failure`` and the example database work unchanged. Importing Hypothesis makes
+trio's scheduler RNG a registered (seeded) random, so same seed => same scheduling.
+
+Background tasks go in ``self.nursery``. If one crashes, trio cancels the nursery; the driver
+notices and the failure is raised from the current/next ``run()`` or from ``teardown()``.
+Every job runs under a virtual-time deadline (``job_timeout``), so a job that deadlocks ends in
+:class:`JobTimeout` after autojump reaches the deadline instead of hanging.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import greenlet
+import trio
+import trio.testing
+from hypothesis.stateful import RuleBasedStateMachine
+
+# trio keeps "which run is active in this thread" in a thread-local, and greenlets share the
+# thread. Between jobs that state is left in place (so ``self.nursery.start_soon`` works from
+# rule code), and each switch into a loop reinstalls that loop's own state, so several
+# machines can live in one thread: each job runs against its own run, clock and hooks.
+from trio._core._run_context import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
+
+__all__ = ["BridgeClosed", "JobTimeout", "TrioStateMachine"]
+
+T = TypeVar("T")
+
+# Replies from the loop greenlet to the caller.
+_OK, _ERR, _TIMEOUT, _ENDED = range(4)
+
+_local = threading.local()
+
+
+class JobTimeout(Exception):
+    """A job did not finish within its virtual-time bound (usually: it deadlocked)."""
+
+
+class BridgeClosed(RuntimeError):
+    """``run()`` was called after the machine's trio loop had ended."""
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A group holding exactly one exception is reported as that exception (readability)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        inner = exc.exceptions[0]
+        inner.add_note(f"(raised in a background task of the machine's nursery; unwrapped from {type(exc).__name__})")
+        exc = inner
+    return exc
+
+
+class _BridgeMeta(type(RuleBasedStateMachine)):  # type: ignore[misc]
+    """Ends the trio loop when a subclass ``__init__`` raises after ours started it.
+
+    Hypothesis calls ``teardown()`` only for machines that were constructed, so without this
+    a failing subclass ``__init__`` would leave a parked greenlet (and its fds) behind.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        stack = _local.__dict__.setdefault("constructing", [])
+        mark = len(stack)
+        try:
+            return super().__call__(*args, **kwargs)
+        except BaseException as exc:
+            for machine in stack[mark:]:
+                machine._abandon(exc)
+            raise
+        finally:
+            del stack[mark:]
+
+
+class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
+    """A ``RuleBasedStateMachine`` with a frozen-between-rules trio run.
+
+    Subclasses override ``async def trio_setup(self)`` / ``async def trio_teardown(self)``
+    and call ``self.run(async_fn, *args)`` from rules, invariants and initialize rules.
+    Subclasses that define ``teardown`` must call ``super().teardown()``.
+    """
+
+    #: Virtual seconds a single job may take before :class:`JobTimeout`.
+    job_timeout: float = 600.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nursery: trio.Nursery | None = None
+        self.clock = trio.testing.MockClock(autojump_threshold=0)
+        self._ended_error: BaseException | None = None  # background failure, once the loop died
+        self._error_reported = False
+        self._loop_ended = False
+        self._loop = greenlet.greenlet(self._loop_main)
+        _local.__dict__.setdefault("constructing", []).append(self)
+        _local.live_loops = getattr(_local, "live_loops", 0) + 1
+        # The first switch starts trio.run and runs trio_setup as the first job.
+        self._reply(self._loop.switch((self.trio_setup, (), self.job_timeout)), "trio_setup")
+
+    # ----- overridable hooks -------------------------------------------------------------
+    async def trio_setup(self) -> None:
+        """Runs once inside the loop before the first rule (start servers etc. here)."""
+
+    async def trio_teardown(self) -> None:
+        """Runs inside the loop at teardown, before the nursery is cancelled."""
+
+    # ----- the public bridge -------------------------------------------------------------
+    def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None) -> T:
+        """Await ``async_fn(*args)`` inside the machine's trio run and return its result.
+
+        Virtual time moves only during this call. ``timeout`` (virtual seconds) defaults to
+        ``job_timeout``. Exceptions are re-raised with their original traceback; a crash of a
+        background task is raised here as well.
+        """
+        loop = self._loop
+        if loop.dead:
+            self._raise_ended()
+        current = greenlet.getcurrent()
+        if current is loop:
+            raise RuntimeError("self.run() was called from inside a trio job; await the function instead")
+        if loop.parent is not current:
+            loop.parent = current
+        reply = loop.switch((async_fn, args, self.job_timeout if timeout is None else timeout))
+        if reply[0] == _OK:
+            return reply[1]
+        return self._reply(reply, sys._getframe(1).f_code.co_name)
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
+        """Spawn a background task in ``self.nursery`` from plain (sync) rule code.
+
+        ``self.nursery.start_soon`` works too while this machine is the last one that ran
+        in the thread (the usual case); this method is right even when several machines
+        share the thread. The task first runs during the next ``run()``.
+        """
+        ctx = _RUN_CONTEXT.__dict__
+        if self._loop.dead or self.nursery is None:
+            self._raise_ended()
+        saved = dict(ctx)
+        ctx["runner"], ctx["task"] = self._run_state
+        try:
+            self.nursery.start_soon(async_fn, *args, name=name)
+        finally:
+            ctx.clear()
+            ctx.update(saved)
+
+    def teardown(self) -> None:
+        """Run ``trio_teardown``, cancel the nursery, finish ``trio.run`` and end the greenlet."""
+        try:
+            if not self._loop.dead:
+                self.run(self.trio_teardown)
+        finally:
+            self._shutdown()
+
+    # ----- caller side -------------------------------------------------------------------
+    def _reply(self, reply: tuple[int, Any], caller: str) -> Any:
+        kind, value = reply
+        if kind == _OK:
+            return value
+        if kind == _ERR:
+            try:
+                raise value
+            finally:
+                value = None
+        if kind == _TIMEOUT:
+            fn, timeout = value
+            name = getattr(fn, "__qualname__", repr(fn))
+            raise JobTimeout(
+                f"{caller}: job {name} did not finish within {timeout:g} virtual seconds "
+                f"(virtual time now {self.clock.current_time():g}); it is probably deadlocked"
+            )
+        self._raise_ended()
+
+    def _raise_ended(self) -> None:
+        error = self._ended_error
+        if error is not None and not self._error_reported:
+            self._error_reported = True
+            try:
+                raise error
+            finally:
+                error = None
+        detail = f" after a background failure: {self._ended_error!r}" if self._ended_error else ""
+        raise BridgeClosed(f"the machine's trio loop has ended{detail}; no more jobs can run")
+
+    def _shutdown(self) -> None:
+        """End the loop: cancel the nursery, let trio.run return, re-raise unreported errors."""
+        loop = self._loop
+        if not loop.dead:
+            current = greenlet.getcurrent()
+            if loop.parent is not current:
+                loop.parent = current
+            loop.switch(None)  # None = stop; the greenlet returns when trio.run is done
+        if self._ended_error is not None and not self._error_reported:
+            self._raise_ended()
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Shut down after a failed ``__init__``; extra failures become notes on ``exc``."""
+        try:
+            self._shutdown()
+        except BaseException as extra:  # noqa: BLE001 - reported as a note, the original wins
+            exc.add_note(f"while ending the trio loop of the half-built machine: {extra!r}")
+
+    def __del__(self) -> None:
+        # Last resort for machines never torn down; greenlet.throw runs the loop's cleanup.
+        loop = self.__dict__.get("_loop")
+        if loop is not None and not loop.dead and loop.parent is not None:
+            try:
+                loop.parent = greenlet.getcurrent()
+                loop.throw(greenlet.GreenletExit)
+            except BaseException:  # noqa: BLE001 - nothing to report to from a finaliser
+                pass
+
+    # ----- loop side (runs inside the greenlet) ------------------------------------------
+    def _loop_main(self, first_job: tuple) -> tuple[int, Any]:
+        # A parked sibling machine's run state is not ours; hide it while trio.run starts and
+        # keep its signal wakeup fd out of the way (trio would warn about a collision).
+        _RUN_CONTEXT.__dict__.clear()
+        sibling = _local.live_loops > 1 and threading.current_thread() is threading.main_thread()
+        saved_fd = signal.set_wakeup_fd(-1) if sibling else None
+        try:
+            trio.run(self._driver, first_job, clock=self.clock, strict_exception_groups=True)
+        except greenlet.GreenletExit:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            self._ended_error = _unwrap(exc)
+        finally:
+            _local.live_loops -= 1
+            self.nursery = None
+            if saved_fd is not None:
+                signal.set_wakeup_fd(saved_fd)
+        return (_ENDED, None)
+
+    def _park(self, reply: tuple[int, Any]) -> tuple | None:
+        """Hand ``reply`` to the caller and freeze until the next job (None = stop)."""
+        ctx = _RUN_CONTEXT.__dict__
+        runner, task = self._run_state = ctx["runner"], ctx["task"]
+        hooks = sys.get_asyncgen_hooks()
+        try:
+            return self._loop.parent.switch(reply)
+        finally:
+            # Another machine may have run meanwhile: reinstall this run's thread state.
+            if ctx.get("runner") is not runner or ctx.get("task") is not task:
+                ctx.clear()
+                ctx["runner"] = runner
+                ctx["task"] = task
+            if sys.get_asyncgen_hooks() != hooks:
+                sys.set_asyncgen_hooks(*hooks)
+
+    async def _driver(self, job: tuple | None) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            dying = nursery.cancel_scope
+            while job is not None:
+                fn, args, timeout = job
+                job = None
+                try:
+                    with trio.move_on_after(timeout) as scope:
+                        reply: tuple[int, Any] = (_OK, await fn(*args))
+                    if scope.cancelled_caught:
+                        reply = (_TIMEOUT, (fn, timeout))
+                except BaseException as exc:
+                    if dying.cancel_called:
+                        raise  # a background task crashed: let the nursery raise its group
+                    reply = (_ERR, exc)
+                    del exc
+                del fn, args
+                if dying.cancel_called:
+                    break  # the job finished but the nursery is dying: report it now
+                job = self._park(reply)
+                reply = None  # type: ignore[assignment]
+            nursery.cancel_scope.cancel()

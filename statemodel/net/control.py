@@ -8,6 +8,8 @@
     GET    /links             {"links": [ids of live links]}
     GET    /trace             {"digest", "events": last 1000 events}
 
+One-shot drops (Abort, CleanClose, TruncateMidFrame, HalfOpen, DropDuringHandshake) act
+at once and are not listed; degrade and frame-aware faults stay listed until removed.
 Errors are JSON ``{"error": "..."}`` with 400 (bad request), 404 (no such fault/path),
 405 or 413. One request per connection (``Connection: close``) keeps the server tiny.
 """

@@ -226,10 +226,11 @@ class Pipe:
                         self.buffered -= n
                         self.lot.unpark_all()
                         return item if isinstance(item, bytes) else bytes(item)
-                    entry[1] = item[max_bytes:]
+                    view = item if isinstance(item, memoryview) else memoryview(item)
+                    entry[1] = view[max_bytes:]  # a view: small reads of a big write stay O(n)
                     self.buffered -= max_bytes
                     self.lot.unpark_all()
-                    return bytes(item[:max_bytes])
+                    return bytes(view[:max_bytes])
                 with trio.move_on_at(at):
                     await self.lot.park()
             else:

@@ -99,6 +99,23 @@ def _in_netns(name: str, fn):
     return box["value"]
 
 
+def cleanup_stale() -> list[str]:
+    """Delete namespaces (and their veths) left by statemodel processes that died
+    without cleaning up (SIGKILL); names carry the owner's pid."""
+    removed = []
+    for line in _run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith("statemodel") or "x" not in name:
+            continue
+        pid = name[len("statemodel"):].split("x", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            tag = name[len("statemodel"):]
+            _run("ip", "link", "del", f"smh{tag}"[:15], check=False)
+            _run("ip", "netns", "del", name, check=False)
+            removed.append(name)
+    return removed
+
+
 class NetnsNetwork:
     """Same shape as ``SimNetwork``: ``listener()``, ``await connect()``, ``apply``,
     ``heal``, ``links``, ``trace``. Use as a context manager (sync) so cleanup is certain."""
@@ -140,6 +157,7 @@ class NetnsNetwork:
             return self
         self._open = True
         atexit.register(self.close)
+        cleanup_stale()
         try:
             self.host_addr, self.ns_addr = self._free_subnet()
             ns = ("ip", "netns", "exec", self.name)

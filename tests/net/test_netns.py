@@ -168,3 +168,17 @@ def test_drop_during_handshake_resets_only_the_next_connection():
         assert await read_exactly(fine, 2) == b"ok"
 
     with_echo_server(body)
+
+
+def test_namespaces_left_by_a_dead_process_are_cleaned_up():
+    from statemodel.net.netns import cleanup_stale
+
+    proc = subprocess.Popen(["true"])
+    proc.wait(timeout=10)
+    name = f"statemodel{proc.pid}x0"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        assert name in cleanup_stale()
+        assert name not in namespaces()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)

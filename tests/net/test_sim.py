@@ -432,3 +432,20 @@ def test_packet_loss_on_sim_costs_a_retransmission_timeout_not_bytes():
         assert [t for t, _ in got][:6] == [0, 0, 0.5, 0.5, 0.5, 0.5]
 
     run(main)
+
+
+def test_small_reads_of_a_big_write_return_every_byte_in_order():
+    async def main():
+        net = SimNetwork(0, buffer_limit=None)
+        listener = net.listener()
+        client = await net.connect()
+        server = await listener.accept()
+        payload = bytes(range(256)) * 400
+        await client.send_all(payload)
+        pieces = []
+        while sum(map(len, pieces)) < len(payload):
+            pieces.append(await server.receive_some(1000))
+        assert b"".join(pieces) == payload
+        assert {len(p) for p in pieces} == {1000, len(payload) % 1000}
+
+    run(main)

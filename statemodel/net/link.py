@@ -437,6 +437,8 @@ class LinkNetwork:
         if isinstance(fault, F.Heal):
             self.heal(link)
             return 0
+        if isinstance(fault, F.DropDuringHandshake):
+            link = None  # always arms the *next* link, whichever link was named
         if link is not None and (link not in self._links or self._links[link].done):
             raise ValueError(f"no live link {link}; live links: {self.links}")
         self.trace.add(trio.current_time(), link, getattr(fault, "direction", "both"), "fault", 0, repr(fault))

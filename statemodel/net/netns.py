@@ -268,6 +268,8 @@ class NetnsNetwork:
         if isinstance(fault, F.Heal):
             self.heal(link)
             return 0
+        if isinstance(fault, F.DropDuringHandshake):
+            link = None  # always arms the *next* link
         if link is not None and link not in self.links:
             raise ValueError(f"no live link {link}; live links: {self.links}")
         self.trace.add(_now(), link, getattr(fault, "direction", "both"), "fault", 0, repr(fault))

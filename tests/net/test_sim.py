@@ -449,3 +449,21 @@ def test_small_reads_of_a_big_write_return_every_byte_in_order():
         assert {len(p) for p in pieces} == {1000, len(payload) % 1000}
 
     run(main)
+
+
+def test_drop_during_handshake_named_for_a_live_link_still_arms_the_next_one():
+    async def main():
+        net = SimNetwork(0)
+        listener = net.listener()
+        client = await net.connect()
+        server = await listener.accept()
+        net.apply(F.DropDuringHandshake(), link=0)
+        await server.send_all(b"established links keep working")
+        assert await read_exactly(client, 30)
+        doomed = await net.connect()
+        doomed_server = await listener.accept()
+        await doomed_server.send_all(b"HTTP/1.1 101\r\n\r\n")
+        with pytest.raises(trio.BrokenResourceError):
+            await doomed.receive_some()
+
+    run(main)

@@ -327,7 +327,7 @@ def test_buffer_limit_gives_backpressure():
         net = SimNetwork(0, buffer_limit=1000)
         listener = net.listener()
         client = await net.connect()
-        server = await listener.accept()
+        await listener.accept()  # a server that never reads
         await client.send_all(b"x" * 1500)  # accepted, but must wait for the reader
         raise AssertionError("send_all returned without the reader draining")
 

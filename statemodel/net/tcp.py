@@ -107,6 +107,7 @@ class FaultProxy(LinkNetwork):
     async def _pump_link(self, link: Link, client: trio.SocketStream, upstream: trio.SocketStream) -> None:
         async with trio.open_nursery() as nursery:
             outs_done = [0]
+            ins_done = [0]
 
             async def pump_out(pipe: Pipe, dst: trio.SocketStream) -> None:
                 try:
@@ -134,6 +135,12 @@ class FaultProxy(LinkNetwork):
                         await pipe.wait_writable()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     link.abort("peer reset")
+                finally:
+                    ins_done[0] += 1
+                    # a half-open direction swallows its FIN, so its writer would wait
+                    # forever: once both ends have finished sending, the link is over
+                    if ins_done[0] == 2 and (link.c2s.dead or link.s2c.dead):
+                        nursery.cancel_scope.cancel()
 
             nursery.start_soon(pump_out, link.c2s, upstream)
             nursery.start_soon(pump_out, link.s2c, client)

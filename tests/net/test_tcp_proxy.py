@@ -347,3 +347,23 @@ def test_network_wide_partition_holds_new_connections_until_heal():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_a_half_open_link_is_released_once_both_ends_have_closed():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            port = await echo_upstream(nursery)
+            async with FaultProxy(upstream=(LOOPBACK, port)).running() as proxy:
+                client = await proxy.connect()
+                await client.send_all(b"x")
+                await read_exactly(client, 1)
+                proxy.apply(F.HalfOpen("s2c"))
+                await client.send_eof()  # the echo server then closes; its FIN vanishes
+                with trio.fail_after(10):
+                    while proxy.links:
+                        await trio.sleep(0.01)
+                with trio.fail_after(10):
+                    assert await client.receive_some(10) == b""  # the proxy let go of the socket
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

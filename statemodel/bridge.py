@@ -211,16 +211,6 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         except BaseException as extra:  # noqa: BLE001 - reported as a note, the original wins
             exc.add_note(f"while ending the trio loop of the half-built machine: {extra!r}")
 
-    def __del__(self) -> None:
-        # Last resort for machines never torn down; greenlet.throw runs the loop's cleanup.
-        loop = self.__dict__.get("_loop")
-        if loop is not None and not loop.dead and loop.parent is not None:
-            try:
-                loop.parent = greenlet.getcurrent()
-                loop.throw(greenlet.GreenletExit)
-            except BaseException:  # noqa: BLE001 - nothing to report to from a finaliser
-                pass
-
     # ----- loop side (runs inside the greenlet) ------------------------------------------
     def _loop_main(self, first_job: tuple) -> tuple[int, Any]:
         # A parked sibling machine's run state is not ours; hide it while trio.run starts and

@@ -367,3 +367,24 @@ def test_a_half_open_link_is_released_once_both_ends_have_closed():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_swallow_pongs_through_the_proxy_leaves_ping_unanswered():
+    """Upstream: trio-websocket's ping() waits for its pong with no timeout of its own."""
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            port = await ws_echo_upstream(nursery)
+            async with FaultProxy(upstream=(LOOPBACK, port)).running() as proxy:
+                async with open_websocket(LOOPBACK, proxy.port, "/", use_ssl=False,
+                                          connect_timeout=5, disconnect_timeout=0.5) as ws:
+                    with trio.fail_after(10):
+                        await ws.ping(b"1")
+                    proxy.apply(F.SwallowPongs("s2c"))
+                    with trio.move_on_after(0.3) as scope:
+                        await ws.ping(b"2")
+                    assert scope.cancelled_caught
+                    assert any(e.kind == "drop" and e.detail == "op=10" for e in proxy.trace)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

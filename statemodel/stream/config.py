@@ -40,6 +40,31 @@ class Config:
     ws_receive_buffer_size: int = 64 * KiB  # trio-websocket's default is 4 KiB
     mutants: frozenset[str] = field(default_factory=frozenset)
 
+    def __post_init__(self) -> None:
+        """Reject settings that could never work, with a message that says which and why."""
+        for name in ("handshake_timeout", "heartbeat_interval", "dead_after", "send_timeout",
+                     "close_timeout", "session_ttl", "replay_max_age"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
+                     "replay_max_count", "server_max_buffered_bytes", "max_sessions", "max_streams_per_session"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.ack_interval < 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("Config.ack_interval, backoff_base and backoff_max must be >= 0")
+        if not 0 <= self.backoff_jitter <= 1:
+            raise ValueError(f"Config.backoff_jitter must be within [0, 1], got {self.backoff_jitter!r}")
+        if self.fragment_size + 1024 > self.max_frame_size:
+            raise ValueError(
+                f"Config.fragment_size ({self.fragment_size}) + 1 KiB of header must fit in "
+                f"max_frame_size ({self.max_frame_size})")
+        if self.dead_after <= self.heartbeat_interval:
+            raise ValueError(
+                f"Config.dead_after ({self.dead_after}) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval}), or healthy idle connections would be declared dead")
+        if not isinstance(self.mutants, frozenset):
+            object.__setattr__(self, "mutants", frozenset(self.mutants))
+
     @property
     def ws_max_message_size(self) -> int:
         """trio-websocket closes 1009 above this; keep it above our own frame limit so

@@ -69,7 +69,7 @@ async def raw_session(nursery, server, messages):
 @virtual_time
 async def test_server_rejects_bad_input_with_documented_code_and_others_continue(case):
     messages, expected = CASES[case]
-    cfg = Config(max_frame_size=4096)
+    cfg = Config(max_frame_size=4096, fragment_size=1024)
     async with Server(script_app, cfg, rng=random.Random(1)) as server, trio.open_nursery() as n:
 
         async def connect():

@@ -262,10 +262,10 @@ def test_bad_first_frames_get_documented_close_codes(data, code):
 
 
 def test_oversized_frame_is_rejected():
-    _, conn = _raw_server(Config(max_frame_size=100))
+    _, conn = _raw_server(Config(max_frame_size=2048, fragment_size=512))
     conn.receive(encode(Frame("hello", {"v": 1})) + b"", 0.0)
     assert conn.close is None
-    conn.receive(encode(Frame("data", {"s": 1, "q": 1, "fin": True, "k": "b"}, b"x" * 200)), 0.0)
+    conn.receive(encode(Frame("data", {"s": 1, "q": 1, "fin": True, "k": "b"}, b"x" * 3000)), 0.0)
     assert conn.close[0] == CloseCode.FRAME_TOO_LARGE
 
 
@@ -404,3 +404,14 @@ def test_server_wide_bound_keeps_one_message_per_session_and_is_released_on_expi
     hog.drop()
     server.on_timer(10.0)  # only the hog is disconnected; it expires and frees its share
     assert server.budget.bytes == 100 and server.budget.sessions == 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"fragment_size": 2 << 20}, "max_frame_size"),
+    ({"dead_after": 1.0, "heartbeat_interval": 2.0}, "heartbeat_interval"),
+    ({"replay_max_count": 0}, "replay_max_count"),
+    ({"backoff_jitter": 2}, "backoff_jitter"),
+])
+def test_config_rejects_settings_that_cannot_work(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        Config(**kwargs)

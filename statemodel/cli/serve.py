@@ -40,9 +40,12 @@ def run(args: argparse.Namespace) -> int:
             port = await nursery.start(server.serve_tcp, args.host, args.port)
             print(f"statemodel serve: ws://{args.host}:{port}/ app={args.app} epoch={server.epoch}", flush=True)
 
+    failed: list[OSError] = []
     try:
         trio.run(root)
-    except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+    except* OSError as group:
+        failed.extend(group.exceptions)
+    if failed:
+        print(f"statemodel serve: cannot serve on {args.host}:{args.port}: {failed[0]}", file=sys.stderr)
         return 2
     return 0

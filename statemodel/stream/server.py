@@ -67,12 +67,16 @@ class Server:
                 self._nursery.start_soon(self._guarded, stream)
 
     async def serve_tcp(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serve on TCP; `task_status.started(port)` reports the bound port (for port 0)."""
+        """Serve on TCP; `task_status.started(port)` reports the bound port (for port 0).
+        Binding errors (address in use, ...) raise OSError before anything starts."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
         if self._nursery is None:
             async with self:
-                await self.serve_tcp(host, port, task_status=task_status)
-            return
-        listeners = await trio.open_tcp_listeners(port, host=host)
+                await self._serve_all(listeners, task_status)
+        else:
+            await self._serve_all(listeners, task_status)
+
+    async def _serve_all(self, listeners: list, task_status) -> None:
         task_status.started(listeners[0].socket.getsockname()[1])
         async with trio.open_nursery() as nursery:
             for listener in listeners:

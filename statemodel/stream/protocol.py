@@ -491,12 +491,17 @@ class ServerProtocol:
             if f.sid in s.open:
                 self.events.append(Cancelled(s.id, f.sid))
 
-    def disconnected(self, conn: ServerConnection, now: float) -> None:
+    def disconnected(self, conn: ServerConnection, now: float, peer_code: int | None = None) -> None:
+        """The connection ended. `peer_code` 1000 (the client closed its session on purpose)
+        ends the session at once instead of keeping it for `session_ttl`."""
         conn.fail(CloseCode.ABNORMAL, "connection lost")
         s = conn.session
         if s is not None and s.ep.link is conn:
             s.ep.link = None
             s.disconnected_at = now
+            if peer_code == CloseCode.NORMAL:
+                self._end_session(s, "session_closed")
+                return
             if "inflight_per_connection" in self.config.mutants:
                 for st in s.ep.out.values():
                     s.ep._drop_through(st, st.next_seq)
@@ -556,17 +561,20 @@ class ServerProtocol:
             if s.disconnected_at is None:
                 continue
             if now >= s.disconnected_at + self.config.session_ttl:
-                del self.sessions[s.id]
-                for st in s.ep.out.values():  # release its share of the server-wide budget
-                    s.ep._drop_through(st, st.next_seq)
-                self._expired[s.id] = None
-                while len(self._expired) > 4096:
-                    self._expired.popitem(last=False)
-                for sid in sorted(s.open):
-                    self.events.append(StreamGone(s.id, sid, "session_expired"))
-                s.open.clear()
+                self._end_session(s, "session_expired")
             else:
                 s.ep.evict_older_than(now - self.config.replay_max_age)
+
+    def _end_session(self, s: ServerSession, reason: str) -> None:
+        del self.sessions[s.id]
+        for st in s.ep.out.values():  # release its share of the server-wide budget
+            s.ep._drop_through(st, st.next_seq)
+        self._expired[s.id] = None
+        while len(self._expired) > 4096:
+            self._expired.popitem(last=False)
+        for sid in sorted(s.open):
+            self.events.append(StreamGone(s.id, sid, reason))
+        s.open.clear()
 
     def stats(self) -> dict[str, int]:
         ss = self.sessions.values()

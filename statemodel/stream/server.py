@@ -95,6 +95,7 @@ class Server:
             raise RuntimeError("enter the server first: `async with server:` (or use server.serve(listener))")
         cfg = self.config
         conn: P.ServerConnection | None = None
+        peer_code: int | None = None
         self.connections += 1
         try:
             async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
@@ -110,13 +111,15 @@ class Server:
                     nursery.cancel_scope.cancel()
                     return
                 conn = self.proto.connect(trio.current_time())
-                await run_link(ws, conn, cfg, self._changed, self._on_message(conn), conn.next_deadline,
-                               self._on_timer(conn))
+                code, _ = await run_link(ws, conn, cfg, self._changed, self._on_message(conn),
+                                         conn.next_deadline, self._on_timer(conn))
+                # A 1000 we did not send ourselves: the client closed its session on purpose.
+                peer_code = code if conn.close is None else None
                 nursery.cancel_scope.cancel()
         finally:
             self.connections -= 1
             if conn is not None:
-                self.proto.disconnected(conn, trio.current_time())
+                self.proto.disconnected(conn, trio.current_time(), peer_code)
                 self._dispatch()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)

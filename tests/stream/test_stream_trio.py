@@ -372,3 +372,28 @@ async def test_frames_queued_during_a_send_go_out_without_waiting_for_a_wakeup()
                 assert got == [blob(i, 300_000)]
             assert trio.current_time() - start < 1.0
         n.cancel_scope.cancel()
+
+
+@virtual_time
+async def test_client_closing_its_session_ends_it_on_the_server_at_once():
+    """Close code 1000 from the client = the session is over: no waiting for session_ttl."""
+    seen_gone = []
+
+    async def endless(request):
+        try:
+            yield "first"
+            await trio.sleep_forever()
+        finally:
+            seen_gone.append(request.stream_id)
+
+    async with Server(endless, rng=random.Random(1)) as server, trio.open_nursery() as n:
+        net = Net(n, server)
+        async with Client(net.connect, rng=random.Random(2)).run() as client:
+            stream = await client.open(b"")
+            assert await stream.receive() == "first"
+            assert server.stats()["sessions"] == 1
+        with trio.fail_after(5):
+            while server.stats()["sessions"] or server.stats()["app_tasks"]:
+                await trio.sleep(0.01)
+        assert seen_gone == [1]
+        n.cancel_scope.cancel()

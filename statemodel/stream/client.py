@@ -135,9 +135,15 @@ class Client:
         return stream
 
     async def request(self, payload: str | bytes) -> AsyncIterator[str | bytes]:
+        """Open a stream and iterate its chunks; leaving early cancels it on the server."""
         stream = await self.open(payload)
-        async for chunk in stream:
-            yield chunk
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            if stream._terminal is None and self._closed is None:  # abandoned mid-stream
+                self.proto.cancel(stream.stream_id, trio.current_time())  # sync: safe at GC too
+                self._changed.notify()
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator["Client"]:

@@ -397,3 +397,30 @@ async def test_client_closing_its_session_ends_it_on_the_server_at_once():
                 await trio.sleep(0.01)
         assert seen_gone == [1]
         n.cancel_scope.cancel()
+
+
+@virtual_time
+async def test_abandoning_a_request_cancels_the_server_app():
+    stopped = trio.Event()
+
+    async def endless(request):
+        try:
+            while True:
+                yield "tick"
+                await trio.sleep(1)
+        finally:
+            stopped.set()
+
+    async with Server(endless, rng=random.Random(1)) as server, trio.open_nursery() as n:
+        net = Net(n, server)
+        async with Client(net.connect, rng=random.Random(2)).run() as client:
+            from contextlib import aclosing
+
+            async with aclosing(client.request(b"")) as chunks:
+                async for chunk in chunks:
+                    assert chunk == "tick"
+                    break
+            with trio.fail_after(10):
+                await stopped.wait()
+            assert server.stats()["app_tasks"] == 0
+        n.cancel_scope.cancel()

@@ -21,6 +21,7 @@ Every job runs under a virtual-time deadline (``job_timeout``), so a job that de
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -103,6 +104,10 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         self._ended_error: BaseException | None = None  # background failure, once the loop died
         self._error_reported = False
         self._loop_ended = False
+        self._job_deadline = math.inf  # the running job's virtual deadline (inf between jobs)
+        self._watch_deadline = math.inf  # when the watchdog wakes next
+        self._job_scope: trio.CancelScope | None = None
+        self._watch_scope: trio.CancelScope | None = None
         self._loop = greenlet.greenlet(self._loop_main)
         _local.__dict__.setdefault("constructing", []).append(self)
         _local.live_loops = getattr(_local, "live_loops", 0) + 1
@@ -248,25 +253,69 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
                 sys.set_asyncgen_hooks(*hooks)
 
     async def _driver(self, job: tuple | None) -> None:
+        # Jobs share one cancel scope until one overruns: a CancelScope per job would cost
+        # more than everything else in run() together. The watchdog task holds the only
+        # deadline (the running job's), so autojump still jumps there when all is blocked.
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
-            dying = nursery.cancel_scope
+            await nursery.start(self._watchdog)
             while job is not None:
-                fn, args, timeout = job
-                job = None
-                try:
-                    with trio.move_on_after(timeout) as scope:
-                        reply: tuple[int, Any] = (_OK, await fn(*args))
-                    if scope.cancelled_caught:
-                        reply = (_TIMEOUT, (fn, timeout))
-                except BaseException as exc:
-                    if dying.cancel_called:
-                        raise  # a background task crashed: let the nursery raise its group
-                    reply = (_ERR, exc)
-                    del exc
-                del fn, args
-                if dying.cancel_called:
-                    break  # the job finished but the nursery is dying: report it now
-                job = self._park(reply)
-                reply = None  # type: ignore[assignment]
+                overran = None  # (fn, timeout) of a job that has not given a normal reply
+                with trio.CancelScope() as self._job_scope:
+                    while job is not None:
+                        fn, args, timeout = job
+                        job = None
+                        overran = (fn, timeout)
+                        reply = await self._run_job(fn, args, timeout)
+                        del fn, args
+                        if reply is None:
+                            break  # overran its deadline, or the nursery is dying
+                        overran = None
+                        job = self._park(reply)
+                        reply = None
+                        if self._job_scope.cancel_called:
+                            break  # that job failed while being timed out: renew the scope
+                if nursery.cancel_scope.cancel_called:
+                    break  # a background task crashed: the nursery raises its group
+                if overran is not None:
+                    job = self._park((_TIMEOUT, overran))
+                    overran = None
             nursery.cancel_scope.cancel()
+
+    async def _run_job(self, fn: Callable[..., Awaitable[Any]], args: tuple, timeout: float) -> tuple | None:
+        """Await one job; None means "not a normal reply" (timed out, or the nursery is dying)."""
+        deadline = self.clock.current_time() + timeout
+        self._job_deadline = deadline
+        if deadline < self._watch_deadline:
+            self._watch_deadline = self._watch_scope.deadline = deadline
+        try:
+            value = await fn(*args)
+        except BaseException as exc:
+            if self.nursery.cancel_scope.cancel_called:
+                raise  # a background task crashed: the nursery reports both
+            if self._job_scope.cancel_called:
+                if isinstance(exc, trio.Cancelled):
+                    raise  # to the job scope: reported as JobTimeout
+                exc.add_note(f"(raised while the job was cancelled at its {timeout:g} virtual-second deadline)")
+            return (_ERR, exc)
+        finally:
+            self._job_deadline = math.inf
+        if self.nursery.cancel_scope.cancel_called or self._job_scope.cancel_called:
+            return None  # returned, but the nursery is dying or the job overran (swallowed Cancelled)
+        return (_OK, value)
+
+    async def _watchdog(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sleep until the running job's deadline; cancel the job if it is still running then."""
+        self._watch_deadline = math.inf
+        started = False
+        while True:
+            with trio.CancelScope(deadline=self._watch_deadline) as self._watch_scope:
+                if not started:
+                    task_status.started()
+                    started = True
+                await trio.sleep_forever()
+            if trio.current_time() >= self._job_deadline:
+                self._job_scope.cancel()
+                self._watch_deadline = math.inf  # the next job re-arms
+            else:
+                self._watch_deadline = self._job_deadline  # woke for an earlier job

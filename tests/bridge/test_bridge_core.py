@@ -249,6 +249,27 @@ def test_per_job_timeout_overrides_the_default() -> None:
         _ends(m)
 
 
+def test_a_job_failing_while_timed_out_reports_its_error_and_the_machine_goes_on() -> None:
+    m = Plain()
+
+    async def cleanup_fails() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise KeyError("cleanup failed")
+
+    try:
+        with pytest.raises(KeyError, match="cleanup failed") as info:
+            m.run(cleanup_fails, timeout=4)
+        assert "4 virtual-second deadline" in "\n".join(info.value.__notes__)
+        assert m.run(_add, 1, 1) == 2  # a fresh job scope: not cancelled
+        with pytest.raises(JobTimeout, match="3 virtual seconds"):
+            m.run(trio.sleep_forever, timeout=3)
+        assert m.clock.current_time() == 4 + 1 + 3
+    finally:
+        _ends(m)
+
+
 def test_job_timeout_is_a_class_attribute_subclasses_can_tune() -> None:
     class Impatient(Plain):
         job_timeout = 3.0

@@ -103,7 +103,6 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         self.clock = trio.testing.MockClock(autojump_threshold=0)
         self._ended_error: BaseException | None = None  # background failure, once the loop died
         self._error_reported = False
-        self._loop_ended = False
         self._job_deadline = math.inf  # the running job's virtual deadline (inf between jobs)
         self._watch_deadline = math.inf  # when the watchdog wakes next
         self._job_scope: trio.CancelScope | None = None

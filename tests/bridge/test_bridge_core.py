@@ -318,6 +318,15 @@ def test_teardown_runs_the_hook_cancels_the_nursery_and_ends_the_greenlet() -> N
     m.teardown()  # idempotent
 
 
+def test_run_and_start_soon_after_teardown_raise_bridge_closed() -> None:
+    m = Plain()
+    m.teardown()
+    with pytest.raises(BridgeClosed, match="trio loop has ended"):
+        m.run(trio.sleep, 0)
+    with pytest.raises(BridgeClosed, match="trio loop has ended"):
+        m.start_soon(trio.sleep, 0)
+
+
 class BrokenInit(TrioStateMachine):
     instances: list[TrioStateMachine] = []
 

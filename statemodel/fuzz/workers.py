@@ -8,6 +8,7 @@ same after a grace period, and stragglers are terminated so the command never ha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing as mp
 import queue as queue_mod
@@ -53,6 +54,22 @@ class StopFlag:
         return self.seen or (self.event is not None and self.event.is_set())
 
 
+@contextlib.contextmanager
+def _stop_signals(flag: StopFlag):
+    """Ctrl-C (SIGINT) and a CI runner's SIGTERM both mean: stop between examples, report."""
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, flag)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _worker_main(config: FuzzConfig, worker: int, q, stop) -> None:
     flag = StopFlag(stop)
     signal.signal(signal.SIGINT, flag)
@@ -74,15 +91,8 @@ def run(config: FuzzConfig, progress: Progress | None = None) -> FuzzResult:
     if config.workers <= 1:
         cb = progress.update if progress else None
         flag = StopFlag()
-        try:
-            previous = signal.signal(signal.SIGINT, flag)
-        except ValueError:  # not the main thread: leave signals alone
-            previous = None
-        try:
+        with _stop_signals(flag):
             result = _safe_run(config, 0, cb, flag.is_set)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
         if progress:
             progress.update(0, {"examples": result.examples, "steps": result.steps,
                                 "faults": result.faults, "slowest_recovery": result.slowest_recovery})
@@ -115,17 +125,12 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
         # directly); sending them another SIGINT would count as a second, forcing Ctrl-C.
         stop.set()
 
-    sigint = {"seen": False}
-
-    def on_sigint(signum, frame):  # Ctrl-C: stop workers, keep what they send back
-        sigint["seen"] = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    flag = StopFlag()
+    with _stop_signals(flag):
         while len(results) < len(procs):
             now = time.monotonic()
             if interrupted_at is None and (
-                sigint["seen"] or (hard_deadline is not None and now > hard_deadline)
+                flag.seen or (hard_deadline is not None and now > hard_deadline)
             ):
                 interrupted_at = now
                 interrupt()
@@ -154,12 +159,10 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
                                     "slowest_recovery": payload.slowest_recovery})
                 for f in payload.failures:
                     progress.failure(f"worker {w}: {f.title}")
-    finally:
-        signal.signal(signal.SIGINT, previous)
     for w, p in procs.items():
         p.join(timeout=5)
         if p.is_alive():
-            p.terminate()
+            p.kill()
             p.join(timeout=5)
         if w not in results:
             results[w] = WorkerResult(worker=w, seed=worker_seed(config, w), interrupted=True,

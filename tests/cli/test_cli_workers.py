@@ -51,10 +51,14 @@ def test_duration_runs_batches_then_stops(tmp_path):
     assert s["config"]["duration"] == 0.5
 
 
-@pytest.mark.parametrize("to_group", [True, False], ids=["terminal-ctrl-c", "sigint-to-parent-only"])
-def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, to_group):
+@pytest.mark.parametrize(
+    ("sig", "to_group", "workers"),
+    [(signal.SIGINT, True, 2), (signal.SIGINT, False, 2), (signal.SIGTERM, False, 1)],
+    ids=["terminal-ctrl-c", "sigint-to-parent-only", "ci-runner-sigterm"],
+)
+def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, sig, to_group, workers):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "statemodel", "fuzz", "--workers", "2", "--duration", "120", "--seed", "1",
+        [sys.executable, "-m", "statemodel", "fuzz", "--workers", str(workers), "--duration", "120", "--seed", "1",
          "--progress-interval", "0.2", "--report", str(tmp_path / "r")],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -68,9 +72,9 @@ def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, to_group):
             if ready:
                 seen += proc.stderr.readline()
         if to_group:
-            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the process group
+            os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does to the process group
         else:
-            os.kill(proc.pid, signal.SIGINT)  # e.g. a CI runner cancelling only the main process
+            os.kill(proc.pid, sig)  # e.g. a CI runner cancelling only the main process
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -80,5 +84,5 @@ def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, to_group):
     assert "interrupted" in err and "Traceback" not in err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["interrupted"] is True
-    assert len(s["workers"]) == 2 and all(w["interrupted"] for w in s["workers"])
+    assert len(s["workers"]) == workers and all(w["interrupted"] for w in s["workers"])
     assert s["examples"] > 0

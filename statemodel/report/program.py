@@ -89,8 +89,8 @@ def program_namespace(cls: type, class_name: str) -> dict[str, Any]:
     """Names the printed program may use (reprs of rule arguments, e.g. fault classes).
 
     Public names of every module along the class's MRO, plus the public names of project
-    modules those import as a whole (``from statemodel.net import faults as F`` makes
-    ``Drop(...)`` usable); direct names win, and the class is bound to its printed name.
+    modules those import from (``from statemodel.net import faults as F`` makes ``Drop(...)``
+    usable); direct names win, and the class is bound to its printed name.
     """
     ns: dict[str, Any] = {}
     direct: dict[str, Any] = {}
@@ -100,11 +100,15 @@ def program_namespace(cls: type, class_name: str) -> dict[str, Any]:
             if k.startswith("_"):
                 continue
             direct[k] = v
-            if isinstance(v, types.ModuleType) and v.__name__.split(".")[0] in PROJECT_PACKAGES:
-                names = getattr(v, "__all__", None) or [n for n in vars(v) if not n.startswith("_")]
+            if isinstance(v, types.ModuleType):
+                source = v
+            else:  # e.g. `from strategies.payloads import chunk_specs`: its module's types too
+                source = sys.modules.get(getattr(v, "__module__", None) or "")
+            if source is not None and source.__name__.split(".")[0] in PROJECT_PACKAGES:
+                names = getattr(source, "__all__", None) or [n for n in vars(source) if not n.startswith("_")]
                 for n in names:
-                    if hasattr(v, n):
-                        ns[n] = getattr(v, n)
+                    if hasattr(source, n):
+                        ns[n] = getattr(source, n)
     ns.update(direct)
     ns[class_name] = cls
     return ns

@@ -21,6 +21,7 @@ from hypothesis.stateful import Bundle, consumes, initialize, invariant, precond
 
 from statemodel.bridge import TrioStateMachine
 from statemodel.machine.options import MachineOptions
+from statemodel.machine.rogue import FORGED_TOKEN_CODE, forge_resume
 from statemodel.model import InvariantViolation, Model
 from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
@@ -67,6 +68,8 @@ class SessionHandle:
     client: Any = None
     link: int | None = None
     streams: list["StreamHandle"] = field(default_factory=list)
+    session_id: str | None = None  # the server's id for the client's current session
+    down_since: float | None = None  # virtual time the client lost its connection
 
     def __repr__(self) -> str:
         return f"SessionHandle({self.index})"
@@ -177,17 +180,31 @@ class StreamMachine(TrioStateMachine):
             await trio.sleep_forever()
 
     async def _watch_status(self, handle: SessionHandle) -> None:
+        previous_session = None
         async for status in handle.client.status:
             event_tuple = status_tuple(status)
             self._note(f"client:{handle.index}", "status", str(event_tuple))
             try:
+                self._expire_if_long_down(handle)
                 self.model.status(handle.index, event_tuple)
-                if event_tuple[0] == "resumed":
-                    event(f"resumed: {event_tuple[1]}")
-                    if event_tuple[1] == "reset":
-                        self.model.session_reset(handle.index, event_tuple[2])
+                if isinstance(status, Connected):
+                    previous_session, handle.session_id = handle.session_id, status.session
+                    handle.down_since = None
+                elif isinstance(status, Disconnected) and handle.down_since is None:
+                    handle.down_since = trio.current_time()
+                elif isinstance(status, Resumed):
+                    event(f"resumed: {status.outcome} {status.reason or ''}".strip())
+                    if status.outcome == "reset":
+                        self.model.reset_reported(handle.index, status.reason)
+                    if previous_session is not None and previous_session != handle.session_id:
+                        self.model.session_reset(handle.index, status.reason)
             except InvariantViolation as exc:
                 self._violation(exc)
+
+    def _expire_if_long_down(self, handle: SessionHandle) -> None:
+        """Cut off long enough, a client's session may expire or lose replay data: allow a reset."""
+        if handle.down_since is not None and trio.current_time() - handle.down_since >= self.target.expiry_after():
+            self.model.session_expired(handle.index)
 
     # ---- streams ---------------------------------------------------------------------------
     @precondition(lambda self: self.model is not None)
@@ -369,8 +386,15 @@ class StreamMachine(TrioStateMachine):
     @rule(seconds=st.sampled_from([0.2, 1.0, 5.0, 30.0]))
     @recorded
     def advance(self, seconds: float) -> None:
-        """Let virtual time pass: heartbeats, acks, timeouts and backoff fire."""
-        self.run(trio.sleep, seconds)
+        """Let virtual time pass: heartbeats, acks, timeouts, backoff and expiry fire."""
+        self.run(self._advance, seconds)
+
+    async def _advance(self, seconds: float) -> None:
+        end = trio.current_time() + seconds
+        while trio.current_time() < end:
+            await trio.sleep(min(1.0, end - trio.current_time()))
+            for handle in self.handles:
+                self._expire_if_long_down(handle)
 
     @precondition(lambda self: self.target is not None and self.target.can_restart)
     @rule()
@@ -380,6 +404,33 @@ class StreamMachine(TrioStateMachine):
         event("fault: server restart")
         self.model.server_restarted()
         self._step(self.target.restart_server)
+
+    @precondition(lambda self: any(h.session_id for h in self.handles))
+    @rule(session=sessions)
+    @recorded
+    def forge_resume(self, session: SessionHandle) -> None:
+        """A rogue peer tries to resume this session with a forged token: it must never get in.
+
+        PROTOCOL.md asks for close code 4003; the code is recorded, but only acceptance fails
+        the run, since a degraded network may eat the close frame (the rogue then sees 1006)."""
+        if session.session_id is None:
+            event("forge_resume: session not established yet")
+            return
+        kind, detail = self._step(forge_resume, self._rogue_dial, session.session_id,
+                                  self.target.recovery_bound())
+        self._note("net", "rogue", f"forged resume of session {session.index}: {kind} {detail}")
+        event(f"forge_resume: {kind}")
+        if kind == "accepted":
+            self._violation(InvariantViolation(
+                "forged resume tokens are refused", f"session {session.index}",
+                f"close code {FORGED_TOKEN_CODE} (forged token)",
+                f"{kind} {detail}",
+            ))
+        self._raise_violation()
+
+    async def _rogue_dial(self):
+        stream, _link = await self.target.dial()
+        return stream
 
     @rule()
     @recorded
@@ -466,4 +517,4 @@ class StreamMachine(TrioStateMachine):
         for s in self.handles:
             if s.client is not None:
                 self.model.check_context(s.index, dict(s.client.context))
-        self.target.check_bounds()
+        self.target.check_bounds(self.model.largest_chunk)

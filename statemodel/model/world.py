@@ -58,6 +58,7 @@ class Model:
         self.sessions: dict[int, SessionState] = {}
         self.streams: dict[StreamKey, StreamState] = {}
         self.restarts = 0
+        self.largest_chunk = 0
 
     # ---- what the machine did -------------------------------------------------------------
     def new_session(self) -> int:
@@ -84,7 +85,10 @@ class Model:
                 self.command(key, inner)
             return
         if op in ("emit", "echo"):
-            st.expected.extend(self._expand(command))
+            chunks = self._expand(command)
+            st.expected.extend(chunks)
+            for c in chunks:
+                self.largest_chunk = max(self.largest_chunk, len(c.encode()) if isinstance(c, str) else len(c))
         elif op == "end":
             st.terminal_requested = ("end",)
         elif op == "fail":
@@ -172,6 +176,16 @@ class Model:
                     f"{kind} after {st.delivered} chunks",
                 )
         st.outcome = (kind,) if reason is None else (kind, reason)
+
+    def reset_reported(self, session: int, reason: str | None) -> None:
+        """The client reported resumed(reset): allowed only after a restart, expiry or long outage."""
+        if not self.sessions[session].reset_causes:
+            raise InvariantViolation(
+                "reset only when the protocol allows it",
+                f"session {session}",
+                "resumed(recovered): no server restart, expiry or long outage happened",
+                f"resumed(reset, {reason})",
+            )
 
     def session_reset(self, session: int, reason: str | None) -> None:
         """The client reported resumed(reset): a fresh session; context and old streams are gone."""

@@ -41,8 +41,12 @@ class Target(Protocol):
     def recovery_bound(self) -> float:
         """Seconds within which every client must be back after ``heal``."""
 
-    def check_bounds(self) -> None:
-        """Raise ``InvariantViolation`` if buffers or queues exceed their configured bounds."""
+    def expiry_after(self) -> float:
+        """Seconds a client may be disconnected before a reset (expiry, eviction) is allowed."""
+
+    def check_bounds(self, largest_message: int) -> None:
+        """Raise ``InvariantViolation`` if buffers exceed their bounds (``largest_message``:
+        the biggest chunk asked for so far, which a producer may push whole)."""
 
     def expected_chunks(self, command: dict) -> list[str | bytes]:
         """What the scripted app yields for ``command`` (PROTOCOL.md appendix A)."""

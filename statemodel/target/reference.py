@@ -27,9 +27,10 @@ SIM_CONFIG = Config(
     backoff_base=0.05,
     backoff_max=1.0,
     fragment_size=16 * 1024,
-    replay_max_bytes=4 * 1024 * 1024,
-    replay_max_age=3600.0,
-    session_ttl=3600.0,
+    replay_max_bytes=1024 * 1024,
+    server_max_buffered_bytes=2 * 1024 * 1024,
+    replay_max_age=20.0,
+    session_ttl=40.0,
 )
 
 
@@ -99,11 +100,23 @@ class ReferenceTarget:
         c = self.config
         return c.dead_after + c.backoff_max + 2 * c.handshake_timeout + 2.0
 
-    def check_bounds(self) -> None:
+    def expiry_after(self) -> float:
+        """Seconds a client may be cut off before the server may evict its replay data.
+
+        The server evicts items older than ``replay_max_age`` while it has no connection;
+        it may notice a dead connection up to ``dead_after`` before the client does.
+        """
+        c = self.config
+        return min(c.replay_max_age, c.session_ttl) - c.dead_after - c.handshake_timeout - 1.0
+
+    def check_bounds(self, largest_message: int) -> None:
         stats = self.server.stats()
         c = self.config
-        # One message may be pushed whole once the buffer has room: the bound allows for it.
-        limit = stats["sessions"] * (c.replay_max_bytes + c.max_message_size)
+        # A producer may push one whole message once its buffer has room: allow one per session.
+        limit = min(
+            stats["sessions"] * (c.replay_max_bytes + largest_message),
+            c.server_max_buffered_bytes + stats["sessions"] * largest_message,
+        )
         if stats["buffered_bytes"] > limit:
             raise InvariantViolation(
                 "replay buffers within bounds", "server",

@@ -1,0 +1,388 @@
+"""The attack vocabulary: one async function per way a hostile client misbehaves.
+
+Each attack dials its own connection(s), misbehaves, and returns a `Verdict`: what the
+server did (its close code, or a named observation) against what PROTOCOL.md §10 documents.
+A `breach` (a forged token accepted, a replayed frame delivered twice, a session read by a
+stranger) is always a failure; a wrong close code is a failure on a healthy network (a
+degraded one may eat the close frame, so callers decide how strict to be).
+
+Attacks know nothing about trio's clock or the network backend: the same functions run on
+the sim network in `HostileMachine` and on real sockets in `statemodel soak`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from statemodel.stream.config import Config
+from statemodel.stream.errors import CloseCode as C
+from statemodel.stream.errors import ProtocolError
+
+from .peer import Dial, PeerClosed, RawPeer, open_peer, raw_frame, trickle
+
+DROPPED = "dropped"  # the server closed the transport without a WebSocket close code
+TIMEOUT = "timeout"  # nothing happened within the attack's bound
+TRANSPORT = "transport_error"  # dial or send failed at the transport level
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an attack needs to know about the server (defaults: PROTOCOL.md §9)."""
+
+    handshake_timeout: float = 10.0
+    dead_after: float = 15.0
+    max_frame_size: int = 1 << 20
+    ws_max_message_size: int = (1 << 20) + (64 << 10)
+    max_sessions: int = 10_000
+    max_streams_per_session: int = 256
+
+    @classmethod
+    def of(cls, config: Config) -> "Limits":
+        return cls(config.handshake_timeout, config.dead_after, config.max_frame_size,
+                   config.ws_max_message_size, config.max_sessions, config.max_streams_per_session)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    attack: str
+    expected: tuple[Any, ...]
+    observed: Any
+    breach: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.breach is None and self.observed in self.expected
+
+    def __str__(self) -> str:
+        want = "|".join(map(str, self.expected))
+        tail = f" BREACH: {self.breach}" if self.breach else ""
+        return f"{self.attack}: expected {want}, observed {self.observed}{tail} {self.detail}".rstrip()
+
+
+@dataclass
+class AttackContext:
+    dial: Dial
+    limits: Limits = Limits()
+    timeout: float = 5.0  # bound on each network await of an attack
+    victims: Callable[[], list[str]] = list  # session ids of honest sessions (not secret)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+
+Attack = Callable[[AttackContext], Awaitable[Verdict]]
+
+
+def _hello_header(resume: dict | None = None) -> dict:
+    return {"t": "hello", "v": 1, **({"resume": resume} if resume else {})}
+
+
+async def _expect_close(ctx: AttackContext, name: str, expected: tuple, action) -> Verdict:
+    """Open a peer, run ``action(peer)``, then report how the server closed it."""
+    try:
+        async with open_peer(ctx.dial, ctx.timeout) as peer:
+            try:
+                await action(peer)
+            except PeerClosed as exc:
+                return Verdict(name, expected, exc.code, detail=exc.reason[:80])
+            code = await peer.wait_closed()
+            return Verdict(name, expected, TIMEOUT if code is None else code, detail=peer.close_reason[:80])
+    except trio.TooSlowError:
+        return Verdict(name, expected, TIMEOUT)
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        return Verdict(name, expected, TRANSPORT, detail=type(exc).__name__)
+
+
+def _sender(*messages: bytes | str, hello: bool = False):
+    async def action(peer: RawPeer) -> None:
+        if hello:
+            await peer.hello()
+        for m in messages:
+            await peer.send(m)
+    return action
+
+
+# ---- malformed input (§2) ----------------------------------------------------------------
+async def text_message(ctx):
+    return await _expect_close(ctx, "text_message", (C.MALFORMED_FRAME,), _sender('{"t":"hello","v":1}'))
+
+
+async def truncated_frame(ctx):
+    return await _expect_close(ctx, "truncated_frame", (C.MALFORMED_FRAME,), _sender(b"\x00\x00\x01"))
+
+
+async def header_overrun(ctx):
+    """Header length says 4096, the message holds 2 bytes of header."""
+    return await _expect_close(ctx, "header_overrun", (C.MALFORMED_FRAME,), _sender(struct.pack(">I", 4096) + b"{}"))
+
+
+async def header_not_object(ctx):
+    return await _expect_close(ctx, "header_not_object", (C.MALFORMED_FRAME,), _sender(raw_frame([1, 2])))  # type: ignore[arg-type]
+
+
+async def unknown_type(ctx):
+    return await _expect_close(ctx, "unknown_type", (C.MALFORMED_FRAME,), _sender(raw_frame({"t": "bogus", "v": 1})))
+
+
+async def wrong_version(ctx):
+    return await _expect_close(ctx, "wrong_version", (C.UNSUPPORTED_VERSION,), _sender(raw_frame({"t": "hello", "v": 2})))
+
+
+async def frame_before_hello(ctx):
+    msg = raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, b'{"op":"emit","chunks":[]}')
+    return await _expect_close(ctx, "frame_before_hello", (C.PROTOCOL_VIOLATION,), _sender(msg))
+
+
+async def oversized_frame(ctx):
+    """One frame above max_frame_size but within the WebSocket message limit: our 4004."""
+    size = ctx.limits.max_frame_size + 1
+    msg = raw_frame({"t": "data", "s": 1, "q": 2, "fin": True, "k": "b"}, bytes(size))
+    return await _expect_close(ctx, "oversized_frame", (C.FRAME_TOO_LARGE,), _sender(msg, hello=True))
+
+
+async def oversized_ws_message(ctx):
+    """Above the WebSocket layer's max_message_size: trio-websocket itself closes 1009."""
+    return await _expect_close(ctx, "oversized_ws_message", (1009,),
+                               _sender(bytes(ctx.limits.ws_max_message_size + 1), hello=True))
+
+
+# ---- protocol violations after hello (§4, §6) --------------------------------------------
+async def ack_beyond_sent(ctx):
+    return await _expect_close(ctx, "ack_beyond_sent", (C.PROTOCOL_VIOLATION,),
+                               _sender(raw_frame({"t": "ack", "a": {"1": 7}}), hello=True))
+
+
+async def sequence_gap(ctx):
+    """An item that skips a sequence number: the receiver cannot know what it missed."""
+    async def action(peer):
+        await peer.hello()
+        await peer.send(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, b'{"op":"emit","chunks":[]}'))
+        await peer.send(raw_frame({"t": "data", "s": 1, "q": 3, "fin": True, "k": "t"}, b'{"op":"end"}'))
+    return await _expect_close(ctx, "sequence_gap", (C.PROTOCOL_VIOLATION,), action)
+
+
+async def resume_recv_beyond_sent(ctx):
+    """Resume our own session claiming to have received items the server never sent."""
+    name, expected = "resume_recv_beyond_sent", (C.PROTOCOL_VIOLATION,)
+    try:
+        async with open_peer(ctx.dial, ctx.timeout) as first:
+            w = await first.hello()
+            resume = {"session": w["session"], "token": w["token"], "epoch": w["epoch"], "recv": {"1": 99}}
+            return await _expect_close(ctx, name, expected, _sender(raw_frame(_hello_header(resume))))
+    except PeerClosed as exc:
+        return Verdict(name, expected, exc.code, detail="first connection closed")
+
+
+# ---- tokens (§7) -------------------------------------------------------------------------
+async def _token_attack(ctx, name: str, use_own_token: bool) -> Verdict:
+    expected = (C.FORGED_TOKEN,)
+    async with open_peer(ctx.dial, ctx.timeout) as me:
+        w = await me.hello()
+        victims = [v for v in ctx.victims() if v != w["session"]]
+        victim = ctx.rng.choice(victims) if victims else w["session"]
+        token = w["token"] if use_own_token and victim != w["session"] else "forged-" + ctx.rng.randbytes(16).hex()
+        resume = {"session": victim, "token": token, "epoch": w["epoch"], "recv": {}}
+        try:
+            async with open_peer(ctx.dial, ctx.timeout) as thief:
+                try:
+                    got = await thief.hello(resume)
+                except PeerClosed as exc:
+                    return Verdict(name, expected, exc.code, detail=exc.reason[:80])
+                if got["session"] == victim:
+                    return Verdict(name, expected, "accepted", breach=f"resumed session {victim[:8]}… with a wrong token")
+                return Verdict(name, expected, "fresh_session", detail=f"victim gone: {got.get('reason')}")
+        finally:
+            await me.close()
+
+
+async def forged_token(ctx):
+    """A known session id (ids are not secret) with a made-up token."""
+    return await _token_attack(ctx, "forged_token", use_own_token=False)
+
+
+async def stolen_token(ctx):
+    """Another session's id with *our own* valid token: tokens must be bound to their session."""
+    return await _token_attack(ctx, "stolen_token", use_own_token=True)
+
+
+# ---- replays and storms ------------------------------------------------------------------
+async def replay_old_frames(ctx):
+    """Resend an already-delivered client message twice: the app must see it exactly once."""
+    name, expected = "replay_old_frames", ("exactly_once",)
+    async with open_peer(ctx.dial, ctx.timeout) as peer:
+        await peer.hello()
+        echo = raw_frame({"t": "data", "s": 1, "q": 2, "fin": True, "k": "t"}, b'{"op":"echo","data":"once"}')
+        await peer.send(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, b'{"op":"emit","chunks":[]}'))
+        for _ in range(3):  # the original and two replays
+            await peer.send(echo)
+        await peer.send(raw_frame({"t": "data", "s": 1, "q": 3, "fin": True, "k": "t"}, b'{"op":"end"}'))
+        await peer.receive_until(lambda f: f.t in ("end", "error") and f.h.get("s") == 1)
+        echoes = [f for f in peer.frames if f.t == "data" and f.h.get("s") == 1]
+        await peer.close()
+        if [bytes(f.payload) for f in echoes] != [b"once"]:
+            return Verdict(name, expected, f"{len(echoes)} echoes", breach="a replayed item was delivered again")
+        return Verdict(name, expected, "exactly_once")
+
+
+async def resume_storm(ctx, n: int = 6):
+    """Resume our own session n times in a row, keeping every connection open: each newer
+    connection fences the older one (4006) and every resume recovers the same session."""
+    name, expected = "resume_storm", ("fenced",)
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(open_peer(ctx.dial, ctx.timeout))
+        w = await first.hello()
+        peers = [first]
+        for _ in range(n):
+            peer = await stack.enter_async_context(open_peer(ctx.dial, ctx.timeout))
+            resume = {"session": w["session"], "token": w["token"], "epoch": w["epoch"], "recv": {}}
+            got = await peer.hello(resume)
+            if got["session"] != w["session"] or got["outcome"] != "recovered":
+                return Verdict(name, expected, f"{got['outcome']}:{got.get('reason')}")
+            code = await peers[-1].wait_closed()
+            if code != C.SUPERSEDED:
+                return Verdict(name, expected, code if code is not None else TIMEOUT, detail="older connection not fenced")
+            peers.append(peer)
+        await peers[-1].close()
+        return Verdict(name, expected, "fenced")
+
+
+# ---- slow and silent peers (§9) ----------------------------------------------------------
+def _upgrade_request() -> bytes:
+    return (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+async def slowloris(ctx):
+    """Trickle the HTTP upgrade one byte at a time (each byte well within the handshake
+    timeout, the whole far beyond it): the server must drop us by handshake_timeout."""
+    name, expected = "slowloris", (DROPPED,)
+    limit = ctx.limits.handshake_timeout
+    with trio.fail_after(ctx.timeout):
+        stream = await ctx.dial()
+    try:
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle, stream, _upgrade_request(), limit / 8)
+            with trio.move_on_after(limit * 2 + 1) as scope:
+                try:
+                    while await stream.receive_some(4096):
+                        pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            nursery.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            return Verdict(name, expected, "held", detail=f"connection still open after {limit * 2 + 1:g}s")
+        return Verdict(name, expected, DROPPED, detail=f"after {trio.current_time() - start:.1f}s")
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+async def silent_after_upgrade(ctx):
+    """A WebSocket that never says hello: 4007 within handshake_timeout."""
+    async def action(peer):
+        peer.timeout = ctx.limits.handshake_timeout * 2 + 1
+    return await _expect_close(ctx, "silent_after_upgrade", (C.HANDSHAKE_TIMEOUT,), action)
+
+
+async def garbage_handshake(ctx):
+    """Not HTTP at all: the server just drops the transport."""
+    name, expected = "garbage_handshake", (DROPPED,)
+    with trio.fail_after(ctx.timeout):
+        stream = await ctx.dial()
+    try:
+        try:
+            await stream.send_all(ctx.rng.randbytes(64) + b"\r\n\r\n")
+            with trio.move_on_after(ctx.limits.handshake_timeout * 2 + 1) as scope:
+                while await stream.receive_some(4096):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return Verdict(name, expected, DROPPED)
+        return Verdict(name, expected, "held" if scope.cancelled_caught else DROPPED)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+async def never_acks(ctx, chunks: int = 16, size: int = 256 << 10):
+    """Ask for a lot of data, then never read, ack or ping: the server must cut us off
+    (4008) rather than buffer without bound. The caller checks memory meanwhile."""
+    name, expected = "never_acks", (C.PEER_DEAD,)
+    command = {"op": "emit", "chunks": [{"kind": "bytes", "seed": i, "size": size} for i in range(chunks)]}
+    try:
+        async with open_peer(ctx.dial, ctx.timeout, queue=1) as peer:
+            await peer.hello()
+            await peer.send(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, json.dumps(command).encode()))
+            await trio.sleep(ctx.limits.dead_after + 1)  # read nothing, send nothing
+            peer.timeout = ctx.limits.dead_after + ctx.timeout
+            code = await peer.wait_closed()
+            return Verdict(name, expected, TIMEOUT if code is None else code)
+    except PeerClosed as exc:
+        return Verdict(name, expected, exc.code)
+
+
+# ---- resource limits ---------------------------------------------------------------------
+async def too_many_streams(ctx):
+    """One stream beyond max_streams_per_session: an `error{too_many_streams}` item, no close."""
+    name, expected = "too_many_streams", ("too_many_streams",)
+    n = ctx.limits.max_streams_per_session + 1
+    async with open_peer(ctx.dial, ctx.timeout) as peer:
+        await peer.hello()
+        for sid in range(1, n + 1):
+            await peer.send(raw_frame({"t": "open", "s": sid, "q": 1, "k": "t"}, b'{"op":"emit","chunks":[]}'))
+        f = await peer.receive_until(lambda f: f.t in ("error", "end"))
+        await peer.close()
+        observed = f.h.get("reason") if f.t == "error" and f.h.get("s") == n else f"{f.t} on stream {f.h.get('s')}"
+        return Verdict(name, expected, observed)
+
+
+async def session_flood(ctx, sessions_now: int = 0, cap: int = 512):
+    """Open sessions until the server says 4009 (max_sessions), then free them all with 1000."""
+    name, expected = "session_flood", (C.SERVER_BUSY,)
+    n = min(cap, ctx.limits.max_sessions - sessions_now + 1)
+    async with AsyncExitStack() as stack:
+        peers: list[RawPeer] = []
+        try:
+            for _ in range(max(1, n)):
+                peer = await stack.enter_async_context(open_peer(ctx.dial, ctx.timeout))
+                try:
+                    await peer.hello()
+                except PeerClosed as exc:
+                    return Verdict(name, expected, exc.code, detail=f"after {len(peers)} sessions")
+                peers.append(peer)
+            return Verdict(name, expected, "accepted_all", detail=f"{len(peers)} sessions, no 4009")
+        finally:
+            for p in peers:
+                await p.close()
+
+
+ATTACKS: dict[str, Attack] = {
+    f.__name__: f
+    for f in (text_message, truncated_frame, header_overrun, header_not_object, unknown_type, wrong_version,
+              frame_before_hello, oversized_frame, oversized_ws_message, ack_beyond_sent, sequence_gap,
+              resume_recv_beyond_sent, forged_token, stolen_token, replay_old_frames, resume_storm,
+              slowloris, silent_after_upgrade, garbage_handshake, never_acks, too_many_streams, session_flood)
+}
+#: Attacks cheap enough to run every few seconds on real time (no long holds, no floods).
+QUICK = tuple(n for n in ATTACKS if n not in ("slowloris", "silent_after_upgrade", "garbage_handshake",
+                                              "never_acks", "session_flood"))
+
+
+async def run_attack(name: str, ctx: AttackContext, **kwargs: Any) -> Verdict:
+    """Run one attack; transport trouble and timeouts become observations, never crashes."""
+    try:
+        return await ATTACKS[name](ctx, **kwargs)
+    except PeerClosed as exc:
+        return Verdict(name, (), exc.code, detail=f"closed early: {exc.reason[:60]}")
+    except trio.TooSlowError:
+        return Verdict(name, (), TIMEOUT)
+    except ProtocolError as exc:
+        return Verdict(name, (), "bad_server_frame", breach=f"server sent an invalid frame: {exc}")
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        return Verdict(name, (), TRANSPORT, detail=type(exc).__name__)

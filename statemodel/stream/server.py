@@ -152,7 +152,10 @@ class Server:
             key = (ev.session, getattr(ev, "sid", 0))
             if isinstance(ev, P.Opened):
                 assert self._nursery is not None
-                self._nursery.start_soon(self._run_app, ev)
+                # Register before the task runs: messages dispatched in the meantime (open and
+                # data read in one go) are queued for the app, not dropped.
+                self._apps[key] = (trio.CancelScope(), Request(self, ev.session, ev.sid, ev.payload))
+                self._nursery.start_soon(self._run_app, ev, *self._apps[key])
             elif isinstance(ev, P.Message):
                 if key in self._apps:
                     self._apps[key][1]._send.send_nowait(ev.data)
@@ -165,12 +168,10 @@ class Server:
         self.proto.set_context(session, key, value, trio.current_time())
         self._changed.notify()
 
-    async def _run_app(self, ev: P.Opened) -> None:
+    async def _run_app(self, ev: P.Opened, scope: trio.CancelScope, request: Request) -> None:
         key = (ev.session, ev.sid)
-        request = Request(self, ev.session, ev.sid, ev.payload)
         error: str | None = None
-        with trio.CancelScope() as scope:
-            self._apps[key] = (scope, request)
+        with scope:
             try:
                 async with aclosing(self.app(request)) as chunks:
                     while True:

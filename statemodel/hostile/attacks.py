@@ -174,7 +174,9 @@ async def resume_recv_beyond_sent(ctx):
         async with open_peer(ctx.dial, ctx.timeout) as first:
             w = await first.hello()
             resume = {"session": w["session"], "token": w["token"], "epoch": w["epoch"], "recv": {"1": 99}}
-            return await _expect_close(ctx, name, expected, _sender(raw_frame(_hello_header(resume))))
+            verdict = await _expect_close(ctx, name, expected, _sender(raw_frame(_hello_header(resume))))
+            await first.close()  # our own session is still fine: leave it properly
+            return verdict
     except PeerClosed as exc:
         return Verdict(name, expected, exc.code, detail="first connection closed")
 

@@ -21,6 +21,10 @@ from .errors import CloseCode, ProtocolError
 from .frames import C2S_ITEMS, S2C_ITEMS, VERSION, Frame, decode, encode
 
 INF = float("inf")
+WS_MESSAGE_TOO_BIG = 1009  # trio-websocket's own close for a message above its limit
+#: Close codes for bad input from the peer (PROTOCOL.md §10): final, the session ends at once.
+FINAL_BAD_INPUT = frozenset({CloseCode.MALFORMED_FRAME, CloseCode.UNSUPPORTED_VERSION, CloseCode.PROTOCOL_VIOLATION,
+                             CloseCode.FRAME_TOO_LARGE, CloseCode.MESSAGE_TOO_LARGE})
 
 
 def make_token_source(rng: random.Random | None) -> Callable[[], str]:
@@ -494,12 +498,15 @@ class ServerProtocol:
     def disconnected(self, conn: ServerConnection, now: float, peer_code: int | None = None) -> None:
         """The connection ended. `peer_code` 1000 (the client closed its session on purpose)
         ends the session at once instead of keeping it for `session_ttl`."""
+        ours = conn.close  # the code we closed with, if we closed first
         conn.fail(CloseCode.ABNORMAL, "connection lost")
         s = conn.session
         if s is not None and s.ep.link is conn:
             s.ep.link = None
             s.disconnected_at = now
-            if peer_code == CloseCode.NORMAL:
+            # A final code from us (bad input) means no resume will ever come: keeping the
+            # session for session_ttl would only let a misbehaving peer hold slots and memory.
+            if peer_code in (CloseCode.NORMAL, WS_MESSAGE_TOO_BIG) or (ours is not None and ours[0] in FINAL_BAD_INPUT):
                 self._end_session(s, "session_closed")
                 return
             if "inflight_per_connection" in self.config.mutants:

@@ -27,6 +27,9 @@ PROFILES: dict[str, dict] = {
     "dev": dict(COMMON, max_examples=100, stateful_step_count=50, print_blob=True),
     # Long runs: many examples, longer programs.
     "nightly": dict(COMMON, max_examples=20_000, stateful_step_count=80, print_blob=True),
+    # Mutant hunting: find one bug fast and shrink it; no database, first bug only.
+    "hunt": dict(COMMON, max_examples=100_000, stateful_step_count=30, database=None,
+                 report_multiple_bugs=False, print_blob=True),
     # Re-run what the database holds; generate nothing new.
     "replay": dict(COMMON, phases=(Phase.explicit, Phase.reuse, Phase.shrink), print_blob=True),
 }

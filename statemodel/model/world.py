@@ -217,13 +217,21 @@ class Model:
                     describe(v),
                 )
 
-    def check_quiescent(self, observed_context: dict[int, dict]) -> None:
-        """After heal and settle: everything sent was delivered, or a permitted reset said why not."""
+    def check_quiescent(self, observed_context: dict[int, dict], server_context: dict[int, dict] | None = None) -> None:
+        """After heal and settle: everything sent was delivered, or a permitted reset said why not.
+
+        ``observed_context`` is each client's view of its session context; ``server_context``
+        (where the target can show it) the server's, which later requests of the session see."""
         for key, st in self.streams.items():
             where = f"session {key[0]} stream {key[1]}"
             if st.outcome is not None and st.outcome[0] in ("reset", "cancelled"):
                 continue
             if st.terminal_requested == ("cancelled",):
+                if st.outcome is None:
+                    raise InvariantViolation(
+                        "cancellation survives resume", where,
+                        "the stream to end (cancelled, or finished first)", "the stream is still open",
+                    )
                 continue
             if st.delivered != len(st.expected):
                 raise InvariantViolation(
@@ -236,14 +244,15 @@ class Model:
                 raise InvariantViolation(
                     "no loss at quiescence", where, f"outcome {st.terminal_requested}", "the stream is still open"
                 )
-        for index, s in self.sessions.items():
-            if index in observed_context and observed_context[index] != s.context:
-                raise InvariantViolation(
-                    "session context preserved",
-                    f"session {index}",
-                    describe(s.context),
-                    describe(observed_context[index]),
-                )
+        for side, views in (("client", observed_context), ("server", server_context or {})):
+            for index, s in self.sessions.items():
+                if index in views and views[index] != s.context:
+                    raise InvariantViolation(
+                        "session context preserved",
+                        f"session {index} ({side} side)",
+                        describe(s.context),
+                        describe(views[index]),
+                    )
 
     # ---- for the timeline ---------------------------------------------------------------------
     def snapshot(self) -> dict:

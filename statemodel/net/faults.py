@@ -60,6 +60,11 @@ class Fault:
             parts.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints rule arguments with its pretty-printer, which would list the
+        ``kind`` ClassVar as an argument; print the eval-able ``repr`` instead."""
+        printer.text(repr(self))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, the inverse of :func:`fault_from_dict` (control API, traces)."""
         return {"fault": type(self).__name__, "args": dataclasses.asdict(self)}

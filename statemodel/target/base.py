@@ -48,6 +48,9 @@ class Target(Protocol):
         """Raise ``InvariantViolation`` if buffers exceed their bounds (``largest_message``:
         the biggest chunk asked for so far, which a producer may push whole)."""
 
+    def session_context(self, session_id: str) -> dict | None:
+        """The server's view of a session's context, or None where the target cannot show it."""
+
     def expected_chunks(self, command: dict) -> list[str | bytes]:
         """What the scripted app yields for ``command`` (PROTOCOL.md appendix A)."""
 

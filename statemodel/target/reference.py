@@ -126,6 +126,12 @@ class ReferenceTarget:
         if stats["sessions"] > c.max_sessions:
             raise InvariantViolation("sessions within bounds", "server", f"<= {c.max_sessions}", str(stats["sessions"]))
 
+    def session_context(self, session_id: str) -> dict | None:
+        """The server's copy of a session's context (what the session's next request sees)."""
+        if session_id not in self.server.proto.sessions:
+            return None
+        return dict(self.server.proto.context(session_id))
+
     @staticmethod
     def expected_chunks(command: dict) -> list[str | bytes]:
         return scripted_chunks(command)

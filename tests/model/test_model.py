@@ -153,3 +153,19 @@ def test_stream_of_an_earlier_session_incarnation_may_report_reset_late():
     m.server_restarted()
     m.session_reset(s, "epoch_changed")  # the status event arrived first
     m.terminal(key, "reset", "epoch_changed")  # then the paused consumer read its reset
+
+
+def test_a_cancel_that_never_takes_effect_is_caught_at_quiescence():
+    m, _, key = model_with_stream(())
+    m.cancel(key)
+    with pytest.raises(InvariantViolation, match="cancellation survives resume"):
+        m.check_quiescent({})
+    m.terminal(key, "error", "cancelled")
+    m.check_quiescent({})
+
+
+def test_server_side_context_is_checked_too():
+    m, s, key = model_with_stream(())
+    m.command(key, {"op": "set_context", "key": "k1", "value": 1})
+    with pytest.raises(InvariantViolation, match=r"server side"):
+        m.check_quiescent({s: {"k1": 1}}, {s: {}})

@@ -58,3 +58,15 @@ def test_scenario_orders_steps_by_time_stably():
     s = F.Scenario((F.Step(2, F.Heal()), F.Step(1, F.Clog()), F.Step(1, F.Abort())))
     assert [step.fault for step in s.steps] == [F.Clog(), F.Abort(), F.Heal()]
     assert F.Latency().directions == ("c2s", "s2c") and F.Clog("s2c").directions == ("s2c",)
+
+
+def test_hypothesis_prints_faults_as_their_eval_able_repr():
+    """Shrunk step programs print rule arguments with Hypothesis' pretty-printer."""
+    from hypothesis.vendor.pretty import pretty
+
+    from statemodel.net import faults as F
+
+    for fault in (F.Abort(), F.Latency(seconds=0.5), F.HalfOpen(direction="c2s")):
+        text = pretty(fault)
+        assert text == repr(fault)
+        assert eval(text, vars(F)) == fault

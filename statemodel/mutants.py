@@ -1,0 +1,73 @@
+"""Prove the tester works: run the state machine against each mutant of the reference server.
+
+A mutant is a realistic bug switched on in the reference implementation
+(``statemodel/stream/mutants.py`` lists them with the real-world bug class each models).
+``hunt`` runs the ordinary fuzz worker against one mutant until it fails or the budget runs
+out; the shrunk program it reports is the same runnable program ``statemodel fuzz`` writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from statemodel.fuzz.config import FuzzConfig
+from statemodel.fuzz.runner import run_worker
+from statemodel.stream.mutants import MUTANTS
+
+
+@dataclass
+class HuntResult:
+    name: str
+    bug_class: str
+    caught: bool
+    seconds: float
+    examples: int
+    shrunk_steps: int | None
+    invariant: str | None
+    program: str | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def program_steps(program: str | None) -> int | None:
+    """Rules in a printed program, not counting construction, invariant checks and teardown."""
+    if program is None:
+        return None
+    skip = ("state.invariants()", "state.teardown()")
+    return sum(
+        1 for line in program.splitlines()
+        if ("state." in line and not line.startswith("state =") and line.strip() not in skip)
+    )
+
+
+def hunt(name: str, budget_seconds: float = 30.0, seed: int = 0, profile: str = "hunt") -> HuntResult:
+    """Fuzz the reference implementation with mutant ``name`` until caught or out of budget."""
+    if name not in MUTANTS:
+        raise ValueError(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}")
+    started = time.monotonic()
+    config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, duration=budget_seconds,
+                        batch_examples=100_000)
+    result = run_worker(config, should_stop=lambda: time.monotonic() - started > budget_seconds)
+    failure = result.failures[0] if result.failures else None
+    return HuntResult(
+        name=name,
+        bug_class=MUTANTS[name][0],
+        caught=failure is not None,
+        seconds=round(time.monotonic() - started, 2),
+        examples=result.examples,
+        shrunk_steps=program_steps(failure.program) if failure else None,
+        invariant=(failure.invariant or {}).get("invariant", failure.title) if failure else None,
+        program=failure.program if failure else None,
+    )
+
+
+def hunt_all(names=None, budget_seconds: float = 30.0, seed: int = 0, on_result=None) -> list[HuntResult]:
+    results = []
+    for name in names or sorted(MUTANTS):
+        r = hunt(name, budget_seconds, seed)
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+    return results

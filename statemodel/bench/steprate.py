@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from statemodel.bridge import TrioStateMachine
 
-__all__ = ["measure"]
+__all__ = ["measure", "measure_machine"]
 
 _SETTINGS = settings(
     max_examples=20,
@@ -102,6 +102,60 @@ def measure(seconds: float = 3.0) -> dict:
         "bridged_steps": bridged_steps,
         "seconds_each": seconds,
     }
+
+
+def _counting(base: type) -> type:
+    """``base`` with honest step counting: Hypothesis calls ``check_invariants`` once before
+    the first step and once after every step (initialize rules included), so steps are
+    invariant checks minus examples; failing examples are counted too."""
+
+    class Counted(base):  # type: ignore[misc, valid-type]
+        examples = 0
+        checks = 0
+
+        def __init__(self) -> None:
+            type(self).examples += 1
+            super().__init__()
+
+        def check_invariants(self, *args):
+            type(self).checks += 1
+            return super().check_invariants(*args)
+
+    Counted.__name__ = base.__name__
+    return Counted
+
+
+def _machine_rate(machine: type, seconds: float, max_examples: int, seed: int) -> dict:
+    from hypothesis import HealthCheck
+    from hypothesis import seed as hseed
+
+    counted = _counting(machine)
+    config = settings(max_examples=max_examples, database=None, phases=[Phase.generate], deadline=None,
+                      stateful_step_count=40, suppress_health_check=list(HealthCheck), print_blob=False)
+    failures = 0
+    runs = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        try:
+            run_state_machine_as_test(hseed(seed + runs)(counted), settings=config)
+        except Exception:  # noqa: BLE001 - counted: a failure on the correct implementation is a false failure
+            failures += 1
+        runs += 1
+    elapsed = time.perf_counter() - start
+    steps = counted.checks - counted.examples
+    return {"steps_per_s": steps / elapsed, "steps": steps, "examples": counted.examples,
+            "failures": failures, "seconds": elapsed}
+
+
+def measure_machine(seconds: float = 10.0, seed: int = 0) -> dict:
+    """The real ``StreamMachine`` (reference target, sim, ``ci``-like but generate-only, no
+    database) vs ``BareMachine``, same settings, same process, counted the same way.
+    ``failures`` on the stream machine are runs that failed on the correct implementation."""
+    from statemodel.machine import MachineOptions, machine_class
+
+    bare = _machine_rate(BareMachine, seconds / 4, 20, seed)  # steady fast: a quarter suffices
+    stream = _machine_rate(machine_class(MachineOptions()), seconds, 5, seed)
+    return {"bare": bare, "stream": stream, "ratio": stream["steps_per_s"] / bare["steps_per_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,306 @@
+"""Loopback TCP figures, each beside its anchor measured in the same trio run.
+
+* reconnect + resume latency of the reference client/server vs raw trio-websocket
+  connect + close;
+* throughput of a 2 MiB response through the protocol vs raw trio-websocket;
+* fault-proxy overhead with no faults: round-trip latency added and throughput vs direct.
+
+Wall clock on purpose (this is the benchmark, not a test); every await is bounded so a
+broken server ends the figure with an error instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import statistics
+import struct
+import time
+from typing import Any, Awaitable, Callable
+
+import trio
+from trio_websocket import connect_websocket, serve_websocket
+
+from statemodel.net.tcp import FaultProxy
+from statemodel.stream.client import Client, Connected, Resumed
+from statemodel.stream.config import Config
+from statemodel.stream.server import Server
+
+MiB = 1024 * 1024
+HOST = "127.0.0.1"
+BOUND = 60.0  # seconds: no single figure may take longer than this
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# ---- anchors: raw trio-websocket ---------------------------------------------------------
+# The anchor gets the same WebSocket buffer sizes the protocol runs with (trio-websocket's
+# 4 KiB default receive buffer would make the anchor slow and the ratio flattering).
+_WS_OPTIONS = dict(message_queue_size=Config().ws_message_queue_size, max_message_size=4 * MiB,
+                   receive_buffer_size=Config().ws_receive_buffer_size)
+
+async def _raw_ws_server(nursery: trio.Nursery, payload: bytes | None) -> int:
+    """A trio-websocket server: sends `payload` once per message received (or just accepts)."""
+
+    async def handler(request) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.get_message()
+                if payload is not None:
+                    await ws.send_message(payload)
+        except Exception:  # noqa: BLE001 - the client went away: that is the end of the test
+            return
+
+    server = await nursery.start(
+        lambda task_status: serve_websocket(handler, HOST, 0, None, **_WS_OPTIONS, task_status=task_status)
+    )
+    return server.port
+
+
+async def raw_connect_close(n: int) -> list[float]:
+    """Seconds per raw trio-websocket connect (TCP + opening handshake) + close, n times."""
+    samples = []
+    async with trio.open_nursery() as nursery:
+        port = await _raw_ws_server(nursery, None)
+        for _ in range(n):
+            start = time.perf_counter()
+            with trio.fail_after(BOUND):
+                async with trio.open_nursery() as inner:
+                    ws = await connect_websocket(inner, HOST, port, "/", use_ssl=False)
+                    await ws.aclose()
+            samples.append(time.perf_counter() - start)
+        nursery.cancel_scope.cancel()
+    return samples
+
+
+async def raw_throughput(size: int, repeats: int) -> float:
+    """Bytes/s of `size`-byte messages from a raw trio-websocket server, best of `repeats`."""
+    payload = random.Random(1).randbytes(size)
+    best = 0.0
+    async with trio.open_nursery() as nursery:
+        port = await _raw_ws_server(nursery, payload)
+        async with trio.open_nursery() as inner:
+            ws = await connect_websocket(inner, HOST, port, "/", use_ssl=False, **_WS_OPTIONS)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with trio.fail_after(BOUND):
+                    await ws.send_message(b"go")
+                    got = await ws.get_message()
+                assert len(got) == size
+                best = max(best, size / (time.perf_counter() - start))
+            with trio.move_on_after(2):
+                await ws.aclose()
+            inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    return best
+
+
+# ---- the protocol ------------------------------------------------------------------------
+class Killable(trio.abc.Stream):
+    """A TCP stream the benchmark can cut abruptly (RST, no WebSocket close)."""
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None):
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def kill(self) -> None:
+        try:
+            self.inner.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        await trio.aclose_forcefully(self.inner)
+
+
+def _payload_app(payload: bytes):
+    async def app(request):
+        # open payload "n": n copies of the payload, then end; otherwise wait for messages
+        if request.payload == "hold":
+            async for _ in request.messages():
+                pass
+            return
+        for _ in range(int(request.payload)):
+            yield payload
+
+    return app
+
+
+async def _next_status(client: Client, kinds: tuple[type, ...]) -> Any:
+    while True:
+        status = await client.status.receive()
+        if isinstance(status, kinds):
+            return status
+
+
+async def protocol_reconnect(n: int, config: Config = Config()) -> list[float]:
+    """Seconds from an abrupt cut of the client's TCP connection to `Resumed(recovered)`."""
+    samples = []
+    server = Server(_payload_app(b""), config, rng=random.Random(1))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve_tcp, HOST, 0)
+        current: list[Killable] = []
+
+        async def connect() -> trio.abc.Stream:
+            stream = Killable(await trio.open_tcp_stream(HOST, port))
+            current.append(stream)
+            return stream
+
+        client = Client(connect, config, rng=random.Random(2))
+        async with client.run():
+            with trio.fail_after(BOUND):
+                await _next_status(client, (Connected,))
+                await client.open("hold")  # a live stream the resume must carry over
+                await trio.sleep(0.01)
+                for _ in range(n):
+                    start = time.perf_counter()
+                    await current[-1].kill()
+                    status = await _next_status(client, (Resumed,))
+                    samples.append(time.perf_counter() - start)
+                    if status.outcome != "recovered":
+                        raise RuntimeError(f"resume did not recover: {status}")
+        nursery.cancel_scope.cancel()
+    return samples
+
+
+async def protocol_throughput(size: int, repeats: int, config: Config = Config()) -> float:
+    """Bytes/s of `size`-byte responses through the reference client/server, best of `repeats`."""
+    payload = random.Random(1).randbytes(size)
+    server = Server(_payload_app(payload), config, rng=random.Random(1))
+    best = 0.0
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve_tcp, HOST, 0)
+
+        async def connect() -> trio.abc.Stream:
+            return await trio.open_tcp_stream(HOST, port)
+
+        client = Client(connect, config, rng=random.Random(2))
+        async with client.run():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with trio.fail_after(BOUND):
+                    got = [chunk async for chunk in client.request("1")]
+                assert len(got) == 1 and len(got[0]) == size
+                best = max(best, size / (time.perf_counter() - start))
+        nursery.cancel_scope.cancel()
+    return best
+
+
+# ---- fault proxy, no faults --------------------------------------------------------------
+async def _echo_server(nursery: trio.Nursery) -> int:
+    async def handler(stream: trio.SocketStream) -> None:
+        try:
+            while data := await stream.receive_some(256 * 1024):
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    listeners = await nursery.start(trio.serve_tcp, handler, 0)
+    return listeners[0].socket.getsockname()[1]
+
+
+async def _round_trips(stream: trio.SocketStream, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        with trio.fail_after(BOUND):
+            await stream.send_all(b"x" * 64)
+            got = 0
+            while got < 64:
+                got += len(await stream.receive_some(64 - got))
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def _pump_through(stream: trio.SocketStream, total: int) -> float:
+    """Bytes/s echoing `total` bytes (writer and reader concurrently)."""
+    block = b"\0" * (256 * 1024)
+    start = time.perf_counter()
+
+    async def write() -> None:
+        sent = 0
+        while sent < total:
+            await stream.send_all(block)
+            sent += len(block)
+
+    with trio.fail_after(BOUND):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            got = 0
+            while got < total:
+                got += len(await stream.receive_some(1024 * 1024))
+    return total / (time.perf_counter() - start)
+
+
+async def proxy_overhead(round_trips: int, total: int) -> dict[str, Any]:
+    """Round-trip latency and echo throughput, direct vs through a FaultProxy with no faults."""
+    async with trio.open_nursery() as nursery:
+        port = await _echo_server(nursery)
+        proxy = FaultProxy(upstream=(HOST, port), record_bytes=False)
+        async with proxy.running():
+            results = {}
+            for name, target_port in (("direct", port), ("proxy", proxy.port)):
+                stream = await trio.open_tcp_stream(HOST, target_port)
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+                await _round_trips(stream, 10)  # warm up
+                rtt = await _round_trips(stream, round_trips)
+                rate = await _pump_through(stream, total)
+                await stream.aclose()
+                results[name] = (rtt, rate)
+        nursery.cancel_scope.cancel()
+    (d_rtt, d_rate), (p_rtt, p_rate) = results["direct"], results["proxy"]
+    return {
+        "direct_rtt_p50_s": statistics.median(d_rtt),
+        "proxy_rtt_p50_s": statistics.median(p_rtt),
+        "added_rtt_p50_s": statistics.median(p_rtt) - statistics.median(d_rtt),
+        "direct_bytes_per_s": d_rate,
+        "proxy_bytes_per_s": p_rate,
+        "throughput_ratio": p_rate / d_rate,
+    }
+
+
+# ---- all of it ---------------------------------------------------------------------------
+def run_all(quick: bool) -> dict[str, Any]:
+    """Every loopback figure, anchors interleaved with the measured side in one process."""
+    n_conn = 20 if quick else 300
+    repeats = 3 if quick else 15
+    size = 2 * MiB
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        raw = await raw_connect_close(n_conn)
+        resume = await protocol_reconnect(n_conn)
+        out["reconnect"] = {
+            "raw_connect_close_p50_s": statistics.median(raw),
+            "resume_p50_s": statistics.median(resume),
+            "resume_p99_s": percentile(resume, 99),
+            "samples": n_conn,
+        }
+        raw_rate = await raw_throughput(size, repeats)
+        proto_rate = await protocol_throughput(size, repeats)
+        out["throughput"] = {"raw_bytes_per_s": raw_rate, "protocol_bytes_per_s": proto_rate,
+                             "ratio": proto_rate / raw_rate, "size": size, "repeats": repeats}
+        out["proxy"] = await proxy_overhead(100 if quick else 2000, (16 if quick else 256) * MiB)
+        return out
+
+    return trio.run(main)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_all(quick=True), indent=2))

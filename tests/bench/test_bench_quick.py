@@ -1,0 +1,41 @@
+"""Smoke test of `statemodel bench --quick --json`: it runs end to end and reports every
+figure with its anchor, target and verdict. Structure only: nothing here is about speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+EXPECTED = {
+    "sim_step_rate", "resume_p50", "resume_p99", "throughput_2mib", "proxy_added_rtt_p50",
+    "proxy_throughput", "server_peak_rss", "mutants_caught", "mutant_max_seconds",
+    "mutant_median_seconds", "mutant_max_shrunk_steps",
+}
+
+
+def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> None:
+    proc = subprocess.run([sys.executable, "-m", "statemodel", "bench", "--quick", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["quick"] is True
+    assert {"nproc", "cpu", "python", "packages"} <= set(result["host"])
+    figures = {f["name"]: f for f in result["figures"]}
+    assert set(figures) == EXPECTED
+    for f in figures.values():
+        assert {"what", "value", "unit", "anchor", "ratio", "target", "met"} <= set(f)
+        subject, op, bound = f["target"].split()
+        assert subject in ("value", "ratio") and op in ("<=", ">=")
+        float(bound)
+        assert f["met"] in (True, False, None)
+        if f["anchor"] is not None and f["value"] is not None:
+            assert f["ratio"] == f["value"] / f["anchor"]
+    # the measured side really ran: steps were counted, resumes happened, responses arrived intact
+    assert result["details"]["steprate"]["stream"]["steps"] > 0
+    assert result["details"]["steprate"]["bare"]["steps"] > 0
+    assert result["details"]["loopback"]["reconnect"]["samples"] > 0
+    memory = result["details"]["memory"]
+    assert memory["responses_ok"] == memory["clients"]
+    assert memory["connects"] >= 2 * memory["clients"]  # every client was cut once and resumed
+    assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0

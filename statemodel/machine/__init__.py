@@ -25,4 +25,6 @@ def machine_class(options: MachineOptions = MachineOptions()) -> type[StreamMach
     another machine with the same options.
     """
     name = f"StreamMachine_{options.slug}"
-    return type(name, (StreamMachine,), {"options": options, "__module__": __name__})
+    # Real sockets need the real clock: MockClock's autojump would skip real I/O waits.
+    attrs = {"options": options, "real_time": options.transport != "sim", "__module__": __name__}
+    return type(name, (StreamMachine,), attrs)

@@ -94,6 +94,7 @@ class StreamHandle:
 
 class StreamMachine(TrioStateMachine):
     options: ClassVar[MachineOptions] = MachineOptions()
+    real_time: ClassVar[bool] = False  # set for tcp/netns transports (see machine_class)
 
     sessions = Bundle("sessions")
     streams = Bundle("streams")
@@ -390,7 +391,7 @@ class StreamMachine(TrioStateMachine):
     @recorded
     def advance(self, seconds: float) -> None:
         """Let virtual time pass: heartbeats, acks, timeouts, backoff and expiry fire."""
-        self.run(self._advance, seconds)
+        self.run(self._advance, min(seconds, self.target.max_advance))
 
     async def _advance(self, seconds: float) -> None:
         end = trio.current_time() + seconds

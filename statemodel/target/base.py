@@ -16,6 +16,7 @@ class Target(Protocol):
     """What ``StreamMachine`` drives. Every method is called inside the machine's trio run."""
 
     can_restart: bool
+    max_advance: float  # the longest wait one `advance` rule may take (real-time targets keep it short)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the server side (and the network) in ``nursery``."""

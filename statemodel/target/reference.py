@@ -36,6 +36,7 @@ SIM_CONFIG = Config(
 
 class ReferenceTarget:
     can_restart = True
+    max_advance = float("inf")  # virtual time is free
 
     def __init__(self, options, seed: int) -> None:
         if options.transport != "sim":

@@ -7,6 +7,11 @@ step, so the whole run is frozen: no task runs and virtual time does not move. A
 machine's nursery context, and switches back with the result: two greenlet switches per call,
 no thread, no ``trio.run`` per step.
 
+A machine class with ``real_time = True`` (real sockets: the tcp and netns transports) runs on
+trio's real clock instead, since autojump would skip the waits for the kernel; then
+``self.clock`` is None, real time passes between rules too (sockets buffer in the kernel while
+the loop is parked), and job bounds are real seconds (``real_job_timeout`` by default).
+
 Why this shape: a trio loop in a helper thread lets autojump skip time between steps and is
 not deterministic; hypothesis-trio no longer imports. Only Hypothesis' public stateful API is
 used, so ``Machine.TestCase``, ``run_state_machine_as_test``, ``@seed``,
@@ -96,11 +101,18 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
 
     #: Virtual seconds a single job may take before :class:`JobTimeout`.
     job_timeout: float = 600.0
+    #: Run on the real clock instead of ``MockClock``: for machines doing real I/O (sockets),
+    #: where autojump would skip the waits for the kernel. ``self.clock`` is None then, and
+    #: the default job bound is ``real_job_timeout`` real seconds (a hang must end soon).
+    real_time: bool = False
+    real_job_timeout: float = 120.0
 
     def __init__(self) -> None:
         super().__init__()
         self.nursery: trio.Nursery | None = None
-        self.clock = trio.testing.MockClock(autojump_threshold=0)
+        self.clock = None if self.real_time else trio.testing.MockClock(autojump_threshold=0)
+        self._default_timeout = min(self.job_timeout, self.real_job_timeout) if self.real_time else self.job_timeout
+        self._timed_out_at = 0.0  # trio time when the last job overran (for the message)
         self._ended_error: BaseException | None = None  # background failure, once the loop died
         self._error_reported = False
         self._job_deadline = math.inf  # the running job's virtual deadline (inf between jobs)
@@ -111,7 +123,7 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         _local.__dict__.setdefault("constructing", []).append(self)
         _local.live_loops = getattr(_local, "live_loops", 0) + 1
         # The first switch starts trio.run and runs trio_setup as the first job.
-        self._reply(self._loop.switch((self.trio_setup, (), self.job_timeout)), "trio_setup")
+        self._reply(self._loop.switch((self.trio_setup, (), self._default_timeout)), "trio_setup")
 
     # ----- overridable hooks -------------------------------------------------------------
     async def trio_setup(self) -> None:
@@ -136,7 +148,7 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
             raise RuntimeError("self.run() was called from inside a trio job; await the function instead")
         if loop.parent is not current:
             loop.parent = current
-        reply = loop.switch((async_fn, args, self.job_timeout if timeout is None else timeout))
+        reply = loop.switch((async_fn, args, self._default_timeout if timeout is None else timeout))
         if reply[0] == _OK:
             return reply[1]
         return self._reply(reply, sys._getframe(1).f_code.co_name)
@@ -180,9 +192,10 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         if kind == _TIMEOUT:
             fn, timeout = value
             name = getattr(fn, "__qualname__", repr(fn))
+            kind = "real" if self.real_time else "virtual"
             raise JobTimeout(
-                f"{caller}: job {name} did not finish within {timeout:g} virtual seconds "
-                f"(virtual time now {self.clock.current_time():g}); it is probably deadlocked"
+                f"{caller}: job {name} did not finish within {timeout:g} {kind} seconds "
+                f"({kind} time then {self._timed_out_at:g}); it is probably deadlocked"
             )
         self._raise_ended()
 
@@ -277,13 +290,14 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
                 if nursery.cancel_scope.cancel_called:
                     break  # a background task crashed: the nursery raises its group
                 if overran is not None:
+                    self._timed_out_at = trio.current_time()
                     job = self._park((_TIMEOUT, overran))
                     overran = None
             nursery.cancel_scope.cancel()
 
     async def _run_job(self, fn: Callable[..., Awaitable[Any]], args: tuple, timeout: float) -> tuple | None:
         """Await one job; None means "not a normal reply" (timed out, or the nursery is dying)."""
-        deadline = self.clock.current_time() + timeout
+        deadline = trio.current_time() + timeout
         self._job_deadline = deadline
         if deadline < self._watch_deadline:
             self._watch_deadline = self._watch_scope.deadline = deadline
@@ -295,7 +309,7 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
             if self._job_scope.cancel_called:
                 if isinstance(exc, trio.Cancelled):
                     raise  # to the job scope: reported as JobTimeout
-                exc.add_note(f"(raised while the job was cancelled at its {timeout:g} virtual-second deadline)")
+                exc.add_note(f"(raised while the job was cancelled at its {timeout:g} {'real' if self.real_time else 'virtual'}-second deadline)")
             return (_ERR, exc)
         finally:
             self._job_deadline = math.inf

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import trio
 
@@ -51,6 +51,10 @@ class FaultProxy(LinkNetwork):
         self.connect_timeout = connect_timeout
         self.port: int | None = None
         self._streams: dict[int, tuple[trio.SocketStream, trio.SocketStream]] = {}
+        #: Called as ``on_link(link_id, client_stream)`` when an accepted connection becomes a
+        #: link, before its upstream connect: lets a dialer learn which link is its own (match
+        #: ``client_stream.socket.getpeername()`` with its local address).
+        self.on_link: Callable[[int, trio.SocketStream], None] | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         host, port = self.listen
@@ -81,6 +85,8 @@ class FaultProxy(LinkNetwork):
             await self.wait_connectable()
             link = self._new_link()
             self.trace.add(trio.current_time(), link.id, "both", "connect", 0, "")
+            if self.on_link is not None:
+                self.on_link(link.id, client)
             try:
                 with trio.fail_after(self.connect_timeout):
                     upstream = await trio.open_tcp_stream(*self.upstream)

@@ -104,8 +104,13 @@ class ClientStream:
 
 
 class Client:
-    def __init__(self, connect: Connect, config: Config = Config(), rng: random.Random | None = None) -> None:
+    def __init__(self, connect: Connect, config: Config = Config(), rng: random.Random | None = None,
+                 *, host: str = "statemodel", resource: str = "/") -> None:
+        # host/resource go into the WebSocket opening request (Host header, request path):
+        # servers other than the reference may route on them.
         self._connect = connect
+        self.host = host
+        self.resource = resource
         self.config = config
         self.rng = rng if rng is not None else random.Random(secrets.randbits(64))
         self.proto = P.ClientProtocol(config)
@@ -222,7 +227,7 @@ class Client:
                     # during the opening handshake: bound it.
                     with trio.fail_after(cfg.handshake_timeout):
                         ws = await wrap_client_stream(
-                            nursery, stream, "statemodel", "/",
+                            nursery, stream, self.host, self.resource,
                             message_queue_size=cfg.ws_message_queue_size,
                             max_message_size=cfg.ws_max_message_size,
                             receive_buffer_size=cfg.ws_receive_buffer_size,
@@ -271,7 +276,8 @@ class Client:
 
 
 @asynccontextmanager
-async def open_client(connect: Connect, config: Config = Config(), rng: random.Random | None = None):
-    client = Client(connect, config, rng)
+async def open_client(connect: Connect, config: Config = Config(), rng: random.Random | None = None,
+                      *, host: str = "statemodel", resource: str = "/"):
+    client = Client(connect, config, rng, host=host, resource=resource)
     async with client.run():
         yield client

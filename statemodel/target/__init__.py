@@ -12,10 +12,23 @@ from statemodel.target.reference import ReferenceTarget
 
 
 def make_target(options, seed: int) -> Target:
-    if options.target == "reference":
+    """The target ``options.target`` names: ``reference`` (the embedded reference server, sim
+    transport), ``ws://host:port/path`` / ``wss://…`` (your server, transport tcp) or
+    ``package.module:factory`` (your own adapter; docs/TARGETS.md)."""
+    spec = options.target
+    if spec == "reference":
         return ReferenceTarget(options, seed)
+    if spec.startswith(("ws://", "wss://")):
+        from statemodel.target.external import ExternalTarget
+
+        return ExternalTarget(options, seed)
+    from statemodel.target.factory import FactoryTarget, is_factory_spec
+
+    if is_factory_spec(spec):
+        return FactoryTarget(options, seed)
     raise ValueError(
-        f"target {options.target!r} is not supported yet: use 'reference'"
+        f"unknown target {spec!r}: use 'reference', a server URL 'ws://host:port/path' "
+        f"(with --transport tcp) or an adapter 'package.module:factory'"
     )
 
 

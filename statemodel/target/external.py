@@ -1,0 +1,202 @@
+"""Test a server you run yourself: ``--target ws://host:port/path --transport tcp``.
+
+The server must speak PROTOCOL.md and serve the scripted app (appendix A) at that URL. The
+machine's clients are the reference ``Client`` on short real-time timers; every connection
+goes through a loopback ``FaultProxy`` started here, so the whole fault vocabulary (frame-aware
+faults included) applies on real sockets. We cannot see inside the server: no restarts, no
+buffer bounds, no server-side context; and resets are never excused by time unless you say how
+long your server keeps an idle session (``#expiry_after=SECONDS`` at the end of the URL).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import ssl
+import urllib.parse
+from dataclasses import replace
+
+import trio
+
+from statemodel.net import faults as F
+from statemodel.net.tcp import FaultProxy
+from statemodel.stream.client import Client
+from statemodel.stream.config import Config
+from statemodel.target.base import scripted_chunks
+
+# Real seconds: short enough that a CI run with a few drops stays within a minute, long
+# enough that a loaded loopback does not miss heartbeats.
+REAL_TIME_CONFIG = Config(
+    handshake_timeout=2.0,
+    heartbeat_interval=1.0,
+    dead_after=3.0,
+    send_timeout=3.0,
+    close_timeout=1.0,
+    backoff_base=0.05,
+    backoff_max=0.5,
+)
+
+# Faults that parse WebSocket frames in the byte stream: meaningless on TLS records.
+FRAME_AWARE = (F.SplitAtFrameBoundary, F.DropCloseFrame, F.DelayCloseFrame, F.SwallowPongs)
+
+
+def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
+    """``(tls, host, port, host_header, resource, options)`` of a ws:// or wss:// URL.
+
+    ``options`` come from the fragment (``#expiry_after=50``), which never reaches the server.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"external target {url!r}: the URL must start with ws:// or wss://")
+    if not parts.hostname:
+        raise ValueError(f"external target {url!r}: no host in the URL (e.g. ws://127.0.0.1:8765/)")
+    tls = parts.scheme == "wss"
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError as exc:
+        raise ValueError(f"external target {url!r}: bad port ({exc})") from None
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    options: dict[str, float] = {}
+    for key, value in urllib.parse.parse_qsl(parts.fragment, keep_blank_values=True):
+        if key != "expiry_after":
+            raise ValueError(f"external target {url!r}: unknown option #{key}= (known: expiry_after)")
+        try:
+            options[key] = float(value)
+        except ValueError:
+            raise ValueError(f"external target {url!r}: #expiry_after needs seconds, got {value!r}") from None
+        if not options[key] > 0:
+            raise ValueError(f"external target {url!r}: #expiry_after must be > 0 seconds")
+    return tls, parts.hostname, port, parts.netloc, resource, options
+
+
+class ExternalTarget:
+    """A PROTOCOL.md server at a ws:// URL, reached through a loopback fault proxy."""
+
+    can_restart = False  # the server is not ours to kill
+    max_advance = 2.0  # real seconds per `advance` rule: keeps runs short
+
+    def __init__(self, options, seed: int, *, config: Config = REAL_TIME_CONFIG,
+                 connect_timeout: float = 5.0) -> None:
+        if options.transport != "tcp":
+            raise ValueError(
+                f"target {options.target!r} is a real server: it needs --transport tcp "
+                f"(got {options.transport!r}; the sim cannot reach sockets)"
+            )
+        self.url = options.target
+        self.tls, self.host, self.port, self.host_header, self.resource, extra = parse_ws_url(self.url)
+        self._expiry_after = extra.get("expiry_after", math.inf)
+        self.config = replace(config, mutants=frozenset(options.mutants))
+        self.seed = seed
+        self.connect_timeout = connect_timeout
+        self.net = FaultProxy(upstream=(self.host, self.port), seed=seed, record_bytes=options.record,
+                              connect_timeout=connect_timeout)
+        self.net.on_link = self._on_link
+        self._accepted: dict[tuple, int] = {}  # client address as the proxy sees it -> link id
+        self._abandoned: set[tuple] = set()  # dials that gave up before the proxy took them
+        self._accept_event = trio.Event()
+        self._scope: trio.CancelScope | None = None
+        self._stopped: trio.Event | None = None
+        self._ssl = ssl.create_default_context() if self.tls else None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def start(self, nursery: trio.Nursery) -> None:
+        scope, stopped = trio.CancelScope(), trio.Event()
+
+        async def serve(task_status=trio.TASK_STATUS_IGNORED):
+            try:
+                with scope:
+                    await self.net.serve(task_status=task_status)
+            finally:
+                stopped.set()
+
+        self._scope, self._stopped = scope, stopped
+        with trio.fail_after(self.connect_timeout):
+            await nursery.start(serve)
+
+    async def stop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._stopped.wait()
+
+    async def restart_server(self) -> None:
+        raise NotImplementedError("an external server cannot be restarted by the tester (can_restart is False)")
+
+    # ---- connections ---------------------------------------------------------------------
+    def _on_link(self, link_id: int, client: trio.SocketStream) -> None:
+        """Proxy hook: remember which link an accepted connection became, by its address."""
+        try:
+            key = tuple(client.socket.getpeername()[:2])
+        except OSError:  # the dialer already went away
+            return
+        if key in self._abandoned:
+            self._abandoned.discard(key)
+            return
+        self._accepted[key] = link_id
+        self._accept_event.set()
+        self._accept_event = trio.Event()
+
+    async def dial(self) -> tuple[trio.abc.Stream, int]:
+        """A TCP connection to the proxy, and the proxy's link id for exactly that connection.
+
+        The id is matched by our socket's local address (the proxy sees it as the peer), so
+        concurrent dials never swap links. Waits while a network-wide partition stalls the
+        proxy, like a SYN that cannot cross; bounded by ``connect_timeout``.
+        """
+        if self.net.port is None:
+            raise RuntimeError("ExternalTarget.dial() before start()")
+        stream = None
+        key = None
+        try:
+            with trio.fail_after(self.connect_timeout):
+                stream = await trio.open_tcp_stream("127.0.0.1", self.net.port)
+                key = tuple(stream.socket.getsockname()[:2])
+                while key not in self._accepted:
+                    await self._accept_event.wait()
+        except BaseException:
+            if key is not None and key not in self._accepted:
+                self._abandoned.add(key)
+            self._accepted.pop(key, None)
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise
+        link = self._accepted.pop(key)
+        if self._ssl is not None:
+            return trio.SSLStream(stream, self._ssl, server_hostname=self.host), link
+        return stream, link
+
+    def new_client(self, dial, rng: random.Random) -> Client:
+        return Client(dial, self.config, rng, host=self.host_header, resource=self.resource)
+
+    # ---- faults --------------------------------------------------------------------------
+    def apply(self, fault: F.Fault, link: int | None) -> bool:
+        if self.tls and isinstance(fault, FRAME_AWARE):
+            return False  # the proxy sees TLS records, not WebSocket frames
+        if link is not None and link not in self.net.links:
+            return False
+        self.net.apply(fault, link)
+        return True
+
+    def heal(self) -> None:
+        self.net.heal()
+
+    # ---- what the machine may expect -----------------------------------------------------
+    def recovery_bound(self) -> float:
+        c = self.config
+        return c.dead_after + c.backoff_max + 2 * c.handshake_timeout + 2.0
+
+    def expiry_after(self) -> float:
+        """Infinite unless the URL says ``#expiry_after=SECONDS``: an unknown server's reset is
+        never excused by a long outage we cannot prove it was allowed to expire."""
+        return self._expiry_after
+
+    def check_bounds(self, largest_message: int) -> None:
+        """The server's buffers are out of sight; nothing to check from here."""
+
+    def session_context(self, session_id: str) -> dict | None:
+        return None
+
+    @staticmethod
+    def expected_chunks(command: dict) -> list[str | bytes]:
+        return scripted_chunks(command)

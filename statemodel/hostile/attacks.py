@@ -388,3 +388,5 @@ async def run_attack(name: str, ctx: AttackContext, **kwargs: Any) -> Verdict:
         return Verdict(name, (), "bad_server_frame", breach=f"server sent an invalid frame: {exc}")
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         return Verdict(name, (), TRANSPORT, detail=type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - a soak must outlive a surprise; reported as a failure
+        return Verdict(name, (), "attack_crashed", detail=f"{type(exc).__name__}: {exc}"[:200])

@@ -136,6 +136,10 @@ async def open_peer(dial: Dial, timeout: float, *, queue: int = 64) -> AsyncIter
                 yield RawPeer(ws, timeout)
             finally:
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the body ran inside a nursery: report its one error as is
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)

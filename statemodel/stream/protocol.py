@@ -185,9 +185,12 @@ class _Endpoint:
             items = items[1:]
         self.link.outbox.extend(it.data for it in items)
 
-    def evict_older_than(self, cutoff: float) -> None:
+    def evict_aged(self, now: float, max_age: float) -> None:
+        """Evict items whose age reached max_age. Compared as ``t + max_age <= now``, the very
+        expression `next_deadline` uses: ``t <= now - max_age`` can round the other way, and
+        then the timer fires forever without evicting (a busy loop found by HostileMachine)."""
         for st in self.out.values():
-            while st.buf and st.buf[0].t <= cutoff:
+            while st.buf and st.buf[0].t + max_age <= now:
                 item = st.buf.popleft()
                 self.account(-item.size, -1)
                 if "evict_without_reset" not in self.config.mutants:
@@ -570,7 +573,7 @@ class ServerProtocol:
             if now >= s.disconnected_at + self.config.session_ttl:
                 self._end_session(s, "session_expired")
             else:
-                s.ep.evict_older_than(now - self.config.replay_max_age)
+                s.ep.evict_aged(now, self.config.replay_max_age)
 
     def _end_session(self, s: ServerSession, reason: str) -> None:
         del self.sessions[s.id]

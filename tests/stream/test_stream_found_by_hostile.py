@@ -1,4 +1,6 @@
-"""Regression: a client message that arrives before its app task has started must not be lost.
+"""Regressions found by the hostile machine and the soak (each test names the bug it pins).
+
+First: a client message that arrives before its app task has started must not be lost.
 
 Found by `statemodel soak` on real TCP: `open` and the first `data` of a stream arrive in
 one read, the server dispatched both before the app task ran, and the message was dropped
@@ -67,3 +69,25 @@ def test_message_dispatched_before_the_app_task_runs_is_not_lost():
 def test_message_sent_right_after_open_reaches_the_app_exactly_once():
     got = trio.run(_echo_right_after_open, clock=trio.testing.MockClock(autojump_threshold=0))
     assert got == [b"first"]
+
+
+def test_replay_age_timer_evicts_at_its_own_deadline():
+    """Regression (HostileMachine busy loop): the age deadline is ``t + replay_max_age``; the
+    eviction test used ``t <= now - replay_max_age``, which float rounding can make false at
+    that very deadline, so the session timer fired again and again at the same instant."""
+    from statemodel.stream.protocol import ServerProtocol
+
+    proto = ServerProtocol(Config(replay_max_age=20.0), rng=random.Random(0))
+    t_item = 53.18567871523434
+    now = t_item + 20.0
+    assert not (t_item <= now - 20.0)  # the rounding trap this test is about
+    conn = proto.connect(0.0)
+    conn.receive(raw_frame({"t": "hello", "v": 1}), 0.0)
+    conn.receive(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, b"{}"), 0.0)
+    session = conn.session
+    assert proto.emit(session.id, 1, b"x" * 10, t_item)
+    proto.disconnected(conn, 0.05)
+    deadline = proto.next_deadline()
+    assert deadline == now
+    proto.on_timer(deadline)
+    assert proto.next_deadline() > deadline, "the timer must make progress at its deadline"

@@ -84,10 +84,15 @@ class RawPeer:
         self.frames.append(frame)
         return frame
 
-    async def receive_until(self, predicate: Callable[[Frame], bool]) -> Frame:
-        """Frames until one matches (pings, acks and others are kept in ``frames``)."""
+    async def receive_until(self, predicate: Callable[[Frame], bool], *, ack: bool = True) -> Frame:
+        """Frames until one matches (pings, acks and others are kept in ``frames``).
+
+        With ``ack`` every item is acknowledged at once, as an honest client would: a busy
+        server lets a session with unacked data produce only one message at a time."""
         while True:
             frame = await self.receive()
+            if ack and frame.t in ("data", "end", "error", "ctx"):
+                await self.send_frame("ack", a={str(frame.h["s"]): frame.h["q"]})
             if predicate(frame):
                 return frame
 

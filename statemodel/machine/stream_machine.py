@@ -400,6 +400,21 @@ class StreamMachine(TrioStateMachine):
             for handle in self.handles:
                 self._expire_if_long_down(handle)
 
+    @rule(seconds=st.sampled_from([4.0, 25.0, 45.0]))
+    @recorded
+    def outage(self, seconds: float) -> None:
+        """The whole network goes dark for a while, then heals: long enough, and sessions
+        may expire or lose replay data, which the client must hear about as a reset."""
+        event(f"fault: outage {seconds:g}s")
+        self.run(self._outage, min(seconds, self.target.max_advance))
+
+    async def _outage(self, seconds: float) -> None:
+        fault = F.Partition()
+        self._note("net", "fault", repr(fault))
+        self.target.apply(fault, None)
+        await self._advance(seconds)
+        await self._heal()
+
     @precondition(lambda self: self.target is not None and self.target.can_restart)
     @rule()
     @recorded

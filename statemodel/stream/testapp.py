@@ -7,6 +7,7 @@ byte without a side channel. Any external server implements this to be tested.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, AsyncIterator
@@ -17,14 +18,20 @@ from .errors import StreamError
 ALPHABET = "abcdefghij KLMNOP0123456789\n\"\\éßøЖλ€中文字😀🎉𝄞"
 
 
+_CHAR_OF_BYTE = [ALPHABET[b % len(ALPHABET)] for b in range(256)]
+
+
+# Cached: the app and the tester's model both derive the same multi-MiB chunks.
+@functools.lru_cache(maxsize=32)
 def blob(seed: int, size: int) -> bytes:
     """`size` bytes of SHAKE-256(b"statemodel:<seed>") (one XOF call: fast, standard everywhere)."""
     return hashlib.shake_256(b"statemodel:%d" % seed).digest(size)
 
 
+@functools.lru_cache(maxsize=32)
 def text(seed: int, chars: int) -> str:
     """`chars` characters: ALPHABET[b % len(ALPHABET)] for each byte b of blob(seed, chars)."""
-    return "".join(ALPHABET[b % len(ALPHABET)] for b in blob(seed, chars))
+    return "".join(map(_CHAR_OF_BYTE.__getitem__, blob(seed, chars)))
 
 
 def chunk_of(spec: dict[str, Any]) -> str | bytes:

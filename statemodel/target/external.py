@@ -36,6 +36,11 @@ REAL_TIME_CONFIG = Config(
     backoff_max=0.5,
 )
 
+# Loopback delivers in microseconds, so an ack usually lands before the next rule can drop
+# the link. A little latency keeps frames and acks in flight across rules, so drops land on
+# data the peer has not yet seen or acknowledged: where replay and dedupe bugs live.
+BASE_LATENCY = F.Latency(seconds=0.02)
+
 # Faults that parse WebSocket frames in the byte stream: meaningless on TLS records.
 FRAME_AWARE = (F.SplitAtFrameBoundary, F.DropCloseFrame, F.DelayCloseFrame, F.SwallowPongs)
 
@@ -78,7 +83,7 @@ class ExternalTarget:
     max_advance = 2.0  # real seconds per `advance` rule: keeps runs short
 
     def __init__(self, options, seed: int, *, config: Config = REAL_TIME_CONFIG,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, base_latency: F.Fault | None = BASE_LATENCY) -> None:
         if options.transport != "tcp":
             raise ValueError(
                 f"target {options.target!r} is a real server: it needs --transport tcp "
@@ -90,6 +95,7 @@ class ExternalTarget:
         self.config = replace(config, mutants=frozenset(options.mutants))
         self.seed = seed
         self.connect_timeout = connect_timeout
+        self.base_latency = base_latency
         self.net = FaultProxy(upstream=(self.host, self.port), seed=seed, record_bytes=options.record,
                               connect_timeout=connect_timeout)
         self.net.on_link = self._on_link
@@ -114,6 +120,8 @@ class ExternalTarget:
         self._scope, self._stopped = scope, stopped
         with trio.fail_after(self.connect_timeout):
             await nursery.start(serve)
+        if self.base_latency is not None:
+            self.net.apply(self.base_latency)
 
     async def stop(self) -> None:
         if self._scope is not None:
@@ -180,6 +188,8 @@ class ExternalTarget:
 
     def heal(self) -> None:
         self.net.heal()
+        if self.base_latency is not None:
+            self.net.apply(self.base_latency)
 
     # ---- what the machine may expect -----------------------------------------------------
     def recovery_bound(self) -> float:

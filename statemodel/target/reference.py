@@ -34,6 +34,11 @@ SIM_CONFIG = Config(
 )
 
 
+# Links are never instantaneous: a few ms each way keeps frames and acks in flight across
+# steps, so a drop can land on data the peer has not yet seen (where replay bugs live).
+BASE_LATENCY = F.Latency(seconds=0.005)
+
+
 class ReferenceTarget:
     can_restart = True
     max_advance = float("inf")  # virtual time is free
@@ -52,6 +57,7 @@ class ReferenceTarget:
 
     async def start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        self.net.apply(BASE_LATENCY)
         await self._start_server()
 
     async def _start_server(self) -> None:
@@ -88,6 +94,7 @@ class ReferenceTarget:
 
     def heal(self) -> None:
         self.net.heal()
+        self.net.apply(BASE_LATENCY)
 
     async def restart_server(self) -> None:
         """Like a crashed process: every connection is reset, all sessions are gone, a new epoch."""

@@ -35,7 +35,7 @@ def program_steps(program: str | None) -> int | None:
     """Rules in a printed program, not counting construction, invariant checks and teardown."""
     if program is None:
         return None
-    skip = ("state.invariants()", "state.teardown()")
+    skip = ("state.invariants_hold()", "state.teardown()")
     return sum(
         1 for line in program.splitlines()
         if ("state." in line and not line.startswith("state =") and line.strip() not in skip)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import trio
-from hypothesis import event, strategies as st
+from hypothesis import event as hypothesis_event, strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, consumes, initialize, invariant, precondition, rule
 
 from statemodel.bridge import TrioStateMachine
@@ -36,6 +37,12 @@ STEP = 0.001  # virtual seconds the world runs after every rule: zero-latency tr
 
 
 SETTLE_POLL = 0.02  # how often settle looks whether the system is quiet
+
+
+def event(label: str) -> None:
+    """Hypothesis statistics label; a no-op when a printed program is run as plain Python."""
+    if currently_in_test_context():
+        hypothesis_event(label)
 
 
 def recorded(fn):
@@ -532,7 +539,7 @@ class StreamMachine(TrioStateMachine):
         self._trace_seen = len(events)
 
     @invariant()
-    def invariants(self) -> None:
+    def invariants_hold(self) -> None:
         """All invariants, after every step (one line per step in printed programs):
         every chunk, outcome and status event so far was allowed; the client's context
         holds nothing nobody set; buffers are within their bounds."""

@@ -16,8 +16,11 @@ import random
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import time
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import trio
 from trio_websocket import connect_websocket, serve_websocket
@@ -248,30 +251,71 @@ async def _pump_through(stream: trio.SocketStream, total: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-async def proxy_overhead(round_trips: int, total: int) -> dict[str, Any]:
-    """Round-trip latency and echo throughput, direct vs through a FaultProxy with no faults."""
+@asynccontextmanager
+async def _proxy_process(upstream_port: int) -> AsyncIterator[int]:
+    """`statemodel proxy` (no faults, no byte trace) in its own process, as it is deployed;
+    yields its port and terminates it (by its own pid) afterwards."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "statemodel", "proxy", "--upstream", f"{HOST}:{upstream_port}"],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        line = b""
+        with trio.fail_after(BOUND):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1024)
+                if not chunk:
+                    raise RuntimeError(f"statemodel proxy exited before listening: {line!r}")
+                line += chunk
+        # "proxy listening on 127.0.0.1:PORT -> ..."
+        yield int(line.split(b" -> ")[0].rsplit(b":", 1)[1])
+    finally:
+        proc.terminate()
+        with trio.move_on_after(5):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await proc.stdout.aclose()
+
+
+async def _measure_path(port: int, round_trips: int, total: int) -> tuple[list[float], float]:
+    stream = await trio.open_tcp_stream(HOST, port)
+    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    try:
+        await _round_trips(stream, 10)  # warm up
+        return await _round_trips(stream, round_trips), await _pump_through(stream, total)
+    finally:
+        await stream.aclose()
+
+
+async def proxy_overhead(round_trips: int, total: int, rounds: int = 3) -> dict[str, Any]:
+    """Round-trip latency and echo throughput, direct vs through the fault proxy with no faults.
+
+    The figure uses the proxy in its own process (how ``statemodel proxy`` and Toxiproxy are
+    deployed); the in-process proxy, sharing one thread with client and echo server, is
+    reported beside it. Direct and proxied runs alternate ``rounds`` times; medians are kept."""
+    runs: dict[str, list[tuple[list[float], float]]] = {"direct": [], "proxy": [], "in_process": []}
     async with trio.open_nursery() as nursery:
         port = await _echo_server(nursery)
-        proxy = FaultProxy(upstream=(HOST, port), record_bytes=False)
-        async with proxy.running():
-            results = {}
-            for name, target_port in (("direct", port), ("proxy", proxy.port)):
-                stream = await trio.open_tcp_stream(HOST, target_port)
-                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-                await _round_trips(stream, 10)  # warm up
-                rtt = await _round_trips(stream, round_trips)
-                rate = await _pump_through(stream, total)
-                await stream.aclose()
-                results[name] = (rtt, rate)
+        inproc = FaultProxy(upstream=(HOST, port), record_bytes=False)
+        async with inproc.running(), _proxy_process(port) as proxy_port:
+            for _ in range(rounds):
+                for name, target_port in (("direct", port), ("proxy", proxy_port), ("in_process", inproc.port)):
+                    runs[name].append(await _measure_path(target_port, round_trips, total))
         nursery.cancel_scope.cancel()
-    (d_rtt, d_rate), (p_rtt, p_rate) = results["direct"], results["proxy"]
+    med = {name: (statistics.median(x for r in rs for x in r[0]), statistics.median(r[1] for r in rs))
+           for name, rs in runs.items()}
+    (d_rtt, d_rate), (p_rtt, p_rate), (i_rtt, i_rate) = med["direct"], med["proxy"], med["in_process"]
     return {
-        "direct_rtt_p50_s": statistics.median(d_rtt),
-        "proxy_rtt_p50_s": statistics.median(p_rtt),
-        "added_rtt_p50_s": statistics.median(p_rtt) - statistics.median(d_rtt),
+        "direct_rtt_p50_s": d_rtt,
+        "proxy_rtt_p50_s": p_rtt,
+        "added_rtt_p50_s": p_rtt - d_rtt,
         "direct_bytes_per_s": d_rate,
         "proxy_bytes_per_s": p_rate,
         "throughput_ratio": p_rate / d_rate,
+        "in_process_added_rtt_p50_s": i_rtt - d_rtt,
+        "in_process_throughput_ratio": i_rate / d_rate,
+        "rounds": rounds,
     }
 
 
@@ -296,7 +340,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         proto_rate = await protocol_throughput(size, repeats)
         out["throughput"] = {"raw_bytes_per_s": raw_rate, "protocol_bytes_per_s": proto_rate,
                              "ratio": proto_rate / raw_rate, "size": size, "repeats": repeats}
-        out["proxy"] = await proxy_overhead(100 if quick else 2000, (16 if quick else 256) * MiB)
+        out["proxy"] = await proxy_overhead(100 if quick else 1000, (16 if quick else 128) * MiB, 1 if quick else 3)
         return out
 
     return trio.run(main)

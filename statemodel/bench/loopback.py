@@ -12,6 +12,7 @@ broken server ends the figure with an error instead of hanging the run.
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import statistics
@@ -38,7 +39,7 @@ BOUND = 60.0  # seconds: no single figure may take longer than this
 def percentile(samples: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
     ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

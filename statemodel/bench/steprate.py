@@ -147,15 +147,27 @@ def _machine_rate(machine: type, seconds: float, max_examples: int, seed: int) -
             "failures": failures, "seconds": elapsed}
 
 
-def measure_machine(seconds: float = 10.0, seed: int = 0) -> dict:
+def measure_machine(seconds: float = 10.0, seed: int = 0, rounds: int = 3) -> dict:
     """The real ``StreamMachine`` (reference target, sim, ``ci``-like but generate-only, no
     database) vs ``BareMachine``, same settings, same process, counted the same way.
-    ``failures`` on the stream machine are runs that failed on the correct implementation."""
+
+    The two alternate over ``rounds`` (the bare one gets a quarter of the time: it is steady),
+    so a neighbour's load on a shared host hits both sides alike. ``failures`` on the stream
+    machine are runs that failed on the correct implementation (false failures)."""
     from statemodel.machine import MachineOptions, machine_class
 
-    bare = _machine_rate(BareMachine, seconds / 4, 20, seed)  # steady fast: a quarter suffices
-    stream = _machine_rate(machine_class(MachineOptions()), seconds, 5, seed)
-    return {"bare": bare, "stream": stream, "ratio": stream["steps_per_s"] / bare["steps_per_s"]}
+    stream_cls = machine_class(MachineOptions())
+    totals = {"bare": [], "stream": []}
+    for r in range(rounds):
+        totals["bare"].append(_machine_rate(BareMachine, seconds / 4 / rounds, 20, seed + 1000 * r))
+        totals["stream"].append(_machine_rate(stream_cls, seconds / rounds, 5, seed + 1000 * r))
+
+    def merge(parts: list[dict]) -> dict:
+        out = {k: sum(p[k] for p in parts) for k in ("steps", "examples", "failures", "seconds")}
+        return out | {"steps_per_s": out["steps"] / out["seconds"]}
+
+    bare, stream = merge(totals["bare"]), merge(totals["stream"])
+    return {"bare": bare, "stream": stream, "ratio": stream["steps_per_s"] / bare["steps_per_s"], "rounds": rounds}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,3 +39,37 @@ def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> Non
     assert memory["responses_ok"] == memory["clients"]
     assert memory["connects"] >= 2 * memory["clients"]  # every client was cut once and resumed
     assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0
+
+
+def test_percentile_is_nearest_rank() -> None:
+    from statemodel.bench.loopback import percentile
+
+    samples = [float(i) for i in range(1, 101)]  # 1..100
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile(samples, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_program_steps_counts_rules_not_invariants_or_teardown() -> None:
+    from statemodel.bench.mutants import program_steps
+
+    program = "\n".join([
+        "state = StreamMachine_sim()",
+        "state.boot(seed=0)",
+        "state.invariants_hold()",
+        "sessions_0 = state.connect()",
+        "state.invariants_hold()",
+        "state.drop(fault=Abort(), session=sessions_0)",
+        "state.teardown()",
+    ])
+    assert program_steps(program) == 3
+
+
+def test_figure_verdicts_follow_the_target() -> None:
+    from statemodel.bench.figures import figure
+
+    assert figure("x", "", 2.0, "s", ("ratio", "<=", 3.0), anchor=1.0)["met"] is True
+    assert figure("x", "", 4.0, "s", ("ratio", "<=", 3.0), anchor=1.0)["met"] is False
+    assert figure("x", "", 0.4, "-", ("value", ">=", 0.5))["met"] is False
+    assert figure("x", "", None, "-", ("value", ">=", 0.5))["met"] is None

@@ -191,7 +191,7 @@ class StreamMachine(TrioStateMachine):
             await trio.sleep_forever()
 
     async def _watch_status(self, handle: SessionHandle) -> None:
-        previous_session = None
+        replaced = False  # the last `connected` brought a different session id
         async for status in handle.client.status:
             event_tuple = status_tuple(status)
             self._note(f"client:{handle.index}", "status", str(event_tuple))
@@ -199,16 +199,20 @@ class StreamMachine(TrioStateMachine):
                 self._expire_if_long_down(handle)
                 self.model.status(handle.index, event_tuple)
                 if isinstance(status, Connected):
-                    previous_session, handle.session_id = handle.session_id, status.session
+                    replaced = handle.session_id is not None and handle.session_id != status.session
+                    if handle.session_id is None:
+                        self.model.session_started(handle.index, self.target.generation_of(status.session))
+                    handle.session_id = status.session
                     handle.down_since = None
                 elif isinstance(status, Disconnected) and handle.down_since is None:
                     handle.down_since = trio.current_time()
                 elif isinstance(status, Resumed):
                     event(f"resumed: {status.outcome} {status.reason or ''}".strip())
                     if status.outcome == "reset":
-                        self.model.reset_reported(handle.index, status.reason)
-                    if previous_session is not None and previous_session != handle.session_id:
-                        self.model.session_reset(handle.index, status.reason)
+                        generation = self.target.generation_of(handle.session_id) if replaced else None
+                        self.model.reset_reported(handle.index, status.reason, generation)
+                    elif replaced:
+                        self.model.session_replaced_silently(handle.index, status.reason)
             except InvariantViolation as exc:
                 self._violation(exc)
 
@@ -503,8 +507,13 @@ class StreamMachine(TrioStateMachine):
                 )
 
     def _quiet(self) -> bool:
+        """Everyone connected, every stream delivered and ended as asked, context propagated."""
         for s in self.handles:
-            if s.client is not None and not self.model.sessions[s.index].status.connected:
+            if s.client is None:
+                continue
+            if not self.model.sessions[s.index].status.connected:
+                return False
+            if not self.model.context_settled(s.index, s.client.context):
                 return False
         for st_ in self.model.streams.values():
             if st_.outcome is None and (st_.pending or st_.terminal_requested):

@@ -15,12 +15,14 @@ from typing import Any, Callable
 from statemodel.model.status import StatusChecker
 from statemodel.model.violations import InvariantViolation, describe
 
+_UNSET = object()
 StreamKey = tuple[int, int]  # (session index, stream index), both in creation order
 Chunk = str | bytes
 Expand = Callable[[dict], list[Chunk]]
 
-# Why a stream may end in `reset`: every one of these is a loss the protocol announces.
-RESET_CAUSES = ("server_restart", "session_expired")
+# A reset is allowed only when the protocol announces a loss it could not avoid: the server
+# restarted after the session was created (epoch_changed / unknown_session), or the client
+# was cut off long enough for expiry or replay eviction (session_expired / replay_evicted).
 
 
 @dataclass
@@ -28,6 +30,7 @@ class StreamState:
     key: StreamKey
     expected: list[Chunk] = field(default_factory=list)
     terminal_requested: tuple | None = None  # ("end",) | ("error", reason) | ("cancelled",)
+    context_keys: list[str] = field(default_factory=list)  # set_context commands sent on it
     delivered: int = 0
     delivered_bytes: int = 0
     outcome: tuple | None = None  # observed terminal: ("end",) | ("error", r) | ("reset", r) | ("cancelled",)
@@ -45,9 +48,11 @@ class StreamState:
 @dataclass
 class SessionState:
     index: int
-    generation: int = 0  # bumped each time the client reports a reset (a fresh session)
-    reset_causes: set[str] = field(default_factory=set)
+    generation: int = 0  # bumped each time the server replaced the client's session
+    server_generation: int = 0  # which server incarnation created the current session
+    expired: bool = False  # cut off long enough (this incarnation) for expiry or eviction
     context: dict[str, Any] = field(default_factory=dict)
+    maybe_context: dict[str, Any] = field(default_factory=dict)  # set on a stream then cancelled
     streams: list[StreamKey] = field(default_factory=list)
     status: StatusChecker = field(default_factory=StatusChecker)
 
@@ -95,19 +100,28 @@ class Model:
             st.terminal_requested = ("error", command["reason"])
         elif op == "set_context":
             self.sessions[key[0]].context[command["key"]] = command["value"]
+            st.context_keys.append(command["key"])
         else:  # pragma: no cover - the machine only sends the documented commands
             raise ValueError(f"unknown command {command!r}")
 
     def cancel(self, key: StreamKey) -> None:
-        self.streams[key].terminal_requested = ("cancelled",)
+        """Cancelling stops the app wherever it is: commands still queued may never run."""
+        st = self.streams[key]
+        st.terminal_requested = ("cancelled",)
+        s = self.sessions[key[0]]
+        for k in st.context_keys:
+            if k in s.context:
+                s.maybe_context[k] = s.context.pop(k)
 
     def server_restarted(self) -> None:
         self.restarts += 1
-        for s in self.sessions.values():
-            s.reset_causes.add("server_restart")
 
     def session_expired(self, session: int) -> None:
-        self.sessions[session].reset_causes.add("session_expired")
+        self.sessions[session].expired = True
+
+    def may_reset(self, session: int) -> bool:
+        s = self.sessions[session]
+        return s.expired or s.server_generation < self.restarts
 
     # ---- what the machine observed --------------------------------------------------------
     def chunk(self, key: StreamKey, chunk: Chunk) -> None:
@@ -150,7 +164,7 @@ class Model:
         if kind == "reset":
             # A stream of an earlier incarnation of the session died with it (the client may
             # report the session reset before the stream's consumer reads its reset).
-            if not s.reset_causes and st.session_generation == s.generation:
+            if st.session_generation == s.generation and not self.may_reset(key[0]):
                 raise InvariantViolation(
                     "reset only when the protocol allows it",
                     where,
@@ -177,29 +191,36 @@ class Model:
                 )
         st.outcome = (kind,) if reason is None else (kind, reason)
 
-    def reset_reported(self, session: int, reason: str | None) -> None:
-        """The client reported resumed(reset): allowed only after a restart, expiry or long outage."""
-        if not self.sessions[session].reset_causes:
+    def session_started(self, session: int, server_generation: int) -> None:
+        """The client's first session exists; it was created by that server incarnation."""
+        self.sessions[session].server_generation = server_generation
+
+    def reset_reported(self, session: int, reason: str | None, replaced_by: int | None) -> None:
+        """The client reported resumed(reset). ``replaced_by``: the server generation of the
+        fresh session that replaced the old one, or None if the session survived (some streams
+        were lost to eviction)."""
+        s = self.sessions[session]
+        if not self.may_reset(session):
             raise InvariantViolation(
                 "reset only when the protocol allows it",
                 f"session {session}",
                 "resumed(recovered): no server restart, expiry or long outage happened",
                 f"resumed(reset, {reason})",
             )
+        if replaced_by is not None:
+            s.generation += 1
+            s.server_generation = replaced_by
+            s.expired = False
+            s.context.clear()
+            s.maybe_context.clear()
 
-    def session_reset(self, session: int, reason: str | None) -> None:
-        """The client reported resumed(reset): a fresh session; context and old streams are gone."""
-        s = self.sessions[session]
-        if not s.reset_causes:
-            raise InvariantViolation(
-                "reset only when the protocol allows it",
-                f"session {session}",
-                "resumed(recovered): no server restart or expiry happened",
-                f"resumed(reset, {reason})",
-            )
-        s.generation += 1
-        s.reset_causes.clear()
-        s.context.clear()
+    def session_replaced_silently(self, session: int, reason: str | None) -> None:
+        raise InvariantViolation(
+            "reset only when the protocol allows it",
+            f"session {session}",
+            "resumed(reset): the server replaced the session, losing its state",
+            f"resumed(recovered) with a new session id ({reason})",
+        )
 
     def status(self, session: int, event: tuple) -> None:
         self.sessions[session].status.feed(event, f"session {session}")
@@ -207,15 +228,22 @@ class Model:
     # ---- invariants read after every step ----------------------------------------------------
     def check_context(self, session: int, observed: dict) -> None:
         """The client's view of the session context never holds a value nobody set."""
-        expected = self.sessions[session].context
+        s = self.sessions[session]
         for k, v in observed.items():
-            if k not in expected or expected[k] != v:
+            if s.context.get(k, s.maybe_context.get(k, _UNSET)) != v:
                 raise InvariantViolation(
                     "session context preserved",
                     f"session {session} key {k!r}",
-                    describe(expected.get(k, "<unset>")),
+                    describe(s.context.get(k, s.maybe_context.get(k, "<unset>"))),
                     describe(v),
                 )
+
+    def context_settled(self, session: int, observed: dict) -> bool:
+        """Every definite key present with its value; cancelled-maybe keys absent or right."""
+        s = self.sessions[session]
+        if any(observed.get(k, _UNSET) != v for k, v in s.context.items()):
+            return False
+        return all(s.context.get(k, s.maybe_context.get(k, _UNSET)) == v for k, v in observed.items())
 
     def check_quiescent(self, observed_context: dict[int, dict], server_context: dict[int, dict] | None = None) -> None:
         """After heal and settle: everything sent was delivered, or a permitted reset said why not.
@@ -246,7 +274,7 @@ class Model:
                 )
         for side, views in (("client", observed_context), ("server", server_context or {})):
             for index, s in self.sessions.items():
-                if index in views and views[index] != s.context:
+                if index in views and not self.context_settled(index, views[index]):
                     raise InvariantViolation(
                         "session context preserved",
                         f"session {index} ({side} side)",

@@ -49,6 +49,9 @@ class Target(Protocol):
         """Raise ``InvariantViolation`` if buffers exceed their bounds (``largest_message``:
         the biggest chunk asked for so far, which a producer may push whole)."""
 
+    def generation_of(self, session_id: str) -> int:
+        """How many server restarts preceded the creation of this session (0 if it cannot restart)."""
+
     def session_context(self, session_id: str) -> dict | None:
         """The server's view of a session's context, or None where the target cannot show it."""
 

@@ -51,6 +51,7 @@ class ReferenceTarget:
         self.net = SimNetwork(seed, record_bytes=options.record)
         self.generation = 0
         self.server: Server | None = None
+        self._servers: list[Server] = []  # every incarnation, to tell which created a session
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._stopped: trio.Event | None = None
@@ -62,6 +63,7 @@ class ReferenceTarget:
 
     async def _start_server(self) -> None:
         self.server = Server(script_app, self.config, rng=random.Random(self.seed * 1009 + self.generation))
+        self._servers.append(self.server)
         scope, stopped = trio.CancelScope(), trio.Event()
 
         async def serve(task_status=trio.TASK_STATUS_IGNORED):
@@ -133,6 +135,13 @@ class ReferenceTarget:
             )
         if stats["sessions"] > c.max_sessions:
             raise InvariantViolation("sessions within bounds", "server", f"<= {c.max_sessions}", str(stats["sessions"]))
+
+    def generation_of(self, session_id: str) -> int:
+        """Which server incarnation created this session (restarts count from 0)."""
+        for generation in range(len(self._servers) - 1, -1, -1):
+            if session_id in self._servers[generation].proto.sessions:
+                return generation
+        return self.generation  # already expired: the newest is the safe (strict) answer
 
     def session_context(self, session_id: str) -> dict | None:
         """The server's copy of a session's context (what the session's next request sees)."""

@@ -79,17 +79,48 @@ def test_reset_after_restart_is_allowed_and_excused_at_quiescence():
     m, s, key = model_with_stream()
     m.server_restarted()
     m.terminal(key, "reset", "epoch_changed")
-    m.session_reset(s, "epoch_changed")
+    m.reset_reported(s, "epoch_changed", replaced_by=1)
     m.check_quiescent({s: {}})
 
 
 def test_session_reset_clears_permission():
     m, s, key = model_with_stream()
     m.server_restarted()
-    m.session_reset(s, "epoch_changed")
+    m.reset_reported(s, "epoch_changed", replaced_by=1)
     key2 = m.open_stream(s, {"op": "emit", "chunks": ["x"]})
     with pytest.raises(InvariantViolation, match="reset only"):
         m.terminal(key2, "reset", "epoch_changed")
+
+
+def test_a_late_reset_report_does_not_use_up_a_later_restart():
+    """Two restarts; the first reset is processed after the second restart was counted."""
+    m, s, key = model_with_stream(())
+    m.server_restarted()
+    m.server_restarted()
+    m.reset_reported(s, "epoch_changed", replaced_by=1)  # the session made on server 1
+    m.reset_reported(s, "epoch_changed", replaced_by=2)  # then server 2 replaced it: allowed
+
+
+def test_a_session_replaced_while_reporting_recovered_is_silent_loss():
+    m, s, _ = model_with_stream(())
+    with pytest.raises(InvariantViolation, match="reset only"):
+        m.session_replaced_silently(s, None)
+
+
+def test_expiry_permits_eviction_resets_without_replacing_the_session():
+    m, s, key = model_with_stream()
+    m.session_expired(s)
+    m.reset_reported(s, "replay_evicted", replaced_by=None)
+    m.terminal(key, "reset", "replay_evicted")
+
+
+def test_context_set_before_a_cancel_may_or_may_not_have_run():
+    m, s, key = model_with_stream(())
+    m.command(key, {"op": "set_context", "key": "k1", "value": 5})
+    m.cancel(key)
+    assert m.context_settled(s, {}) and m.context_settled(s, {"k1": 5})
+    assert not m.context_settled(s, {"k1": 6})
+    m.check_context(s, {"k1": 5})
 
 
 def test_context_must_match():
@@ -151,7 +182,7 @@ def test_status_grammar_rejects(events):
 def test_stream_of_an_earlier_session_incarnation_may_report_reset_late():
     m, s, key = model_with_stream()
     m.server_restarted()
-    m.session_reset(s, "epoch_changed")  # the status event arrived first
+    m.reset_reported(s, "epoch_changed", replaced_by=1)  # the status event arrived first
     m.terminal(key, "reset", "epoch_changed")  # then the paused consumer read its reset
 
 

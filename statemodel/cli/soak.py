@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "instead of a reference server subprocess (no RSS/fd figures then)")
     parser.add_argument("--hostile-only", action="store_true", help="run only the hostile attacks (every one, "
                         "repeatedly, for --duration); each must get its documented answer")
+    parser.add_argument("--no-slow-attacks", action="store_true", help="skip attacks that hold a connection "
+                        "for seconds (slowloris, silent peers, never-ack readers, session floods)")
     parser.add_argument("--no-hostile", action="store_true", help="honest sessions and faults only")
     parser.add_argument("--max-sessions", type=int, help="the server's max_sessions (reference default: "
                         "sessions + 64; for --target it enables the session-flood attack)")
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = SoakConfig(duration=args.duration, sessions=args.sessions, seed=args.seed, target=args.target,
                          hostile=not args.no_hostile, hostile_only=args.hostile_only,
+                         slow_attacks=not args.no_slow_attacks,
                          max_sessions=args.max_sessions, session_ttl=args.session_ttl,
                          rss_growth=args.rss_growth, rss_slack_mib=args.rss_slack_mib)
     except ValueError as exc:

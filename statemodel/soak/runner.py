@@ -43,6 +43,7 @@ class SoakConfig:
     target: str | None = None  # ws://host:port/ of an external server; None = reference subprocess
     hostile: bool = True
     hostile_only: bool = False
+    slow_attacks: bool = True  # slowloris, silent, never-ack, flood: each holds a connection for seconds
     max_sessions: int | None = None  # reference default: sessions + 64 (so a flood is cheap)
     session_ttl: float = 30.0  # reference server: sessions orphaned by attacks expire this fast
     fault_every: tuple[float, float] = (1.0, 4.0)
@@ -246,7 +247,7 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
         interval = max(1.0, cfg.duration / 360)
         ctx = AttackContext(direct_dial, limits, timeout=10.0, victims=list, rng=random.Random(cfg.seed + 1))
         flood_ok = limits.max_sessions <= 2048
-        slow = tuple(n for n in SLOW if n != "session_flood" or flood_ok)
+        slow = tuple(n for n in SLOW if cfg.slow_attacks and (n != "session_flood" or flood_ok))
         async with trio.open_nursery() as work:
             if cfg.hostile_only:
                 work.start_soon(_hostile_only, ctx, slow, cfg, result, stop)
@@ -260,7 +261,8 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
                     if cfg.hostile:
                         work.start_soon(_attack_loop, ctx, QUICK, cfg.attack_every, result)
                         slow_ctx = AttackContext(direct_dial, limits, 10.0, list, random.Random(cfg.seed + 3))
-                        work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result)
+                        if slow:
+                            work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result)
                     deadline = t0 + cfg.duration
                     while trio.current_time() < deadline and not honest.violations:
                         sample()

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _fmt(value, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "s" and abs(value) >= 1:
+        return f"{value:.3g} s"
     if unit == "s":
         return f"{value * 1e3:.3g} ms" if value >= 1e-3 or value <= -1e-3 else f"{value * 1e6:.3g} µs"
     if unit == "B/s":

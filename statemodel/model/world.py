@@ -108,7 +108,11 @@ class Model:
         """Cancelling stops the app wherever it is: commands still queued may never run."""
         st = self.streams[key]
         st.terminal_requested = ("cancelled",)
-        s = self.sessions[key[0]]
+        self._unsure_of_context(st)
+
+    def _unsure_of_context(self, st: StreamState) -> None:
+        """The stream's app stopped early: its set_context commands may or may not have run."""
+        s = self.sessions[st.key[0]]
         for k in st.context_keys:
             if k in s.context:
                 s.maybe_context[k] = s.context.pop(k)
@@ -190,6 +194,8 @@ class Model:
                     f"{kind} after {st.delivered} chunks",
                 )
         st.outcome = (kind,) if reason is None else (kind, reason)
+        if kind == "reset":
+            self._unsure_of_context(st)
 
     def session_started(self, session: int, server_generation: int) -> None:
         """The client's first session exists; it was created by that server incarnation."""

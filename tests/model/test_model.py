@@ -200,3 +200,11 @@ def test_server_side_context_is_checked_too():
     m.command(key, {"op": "set_context", "key": "k1", "value": 1})
     with pytest.raises(InvariantViolation, match=r"server side"):
         m.check_quiescent({s: {"k1": 1}}, {s: {}})
+
+
+def test_context_set_on_a_stream_later_reset_may_be_missing():
+    m, s, key = model_with_stream(())
+    m.command(key, {"op": "set_context", "key": "k1", "value": 5})
+    m.session_expired(s)
+    m.terminal(key, "reset", "replay_evicted")
+    m.check_quiescent({s: {}})

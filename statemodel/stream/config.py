@@ -21,13 +21,14 @@ class Config:
     close_timeout: float = 2.0  # bound on the WebSocket closing handshake
     ack_interval: float = 0.05  # send a pending cumulative ack at most this late
     ack_bytes: int = 256 * KiB  # ...or as soon as this many unacked bytes arrived
-    fragment_size: int = 64 * KiB  # data payload bytes per fragment
+    fragment_size: int = 256 * KiB  # data payload bytes per fragment (fewer frames: 2 MiB in 8)
     max_frame_size: int = 1 * MiB  # one encoded frame (header + payload)
     max_header_size: int = 64 * KiB  # JSON header of one frame
     max_message_size: int = 16 * MiB  # one reassembled message
     replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction
-    server_max_buffered_bytes: int = 4 * MiB  # all sessions; above it one message per session
+    server_max_buffered_bytes: int = 4 * MiB  # all sessions; above it see server_overdraft_sessions
+    server_overdraft_sessions: int = 4  # above the bound, at most this many sessions hold items
     replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000
@@ -47,7 +48,8 @@ class Config:
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
-                     "replay_max_count", "server_max_buffered_bytes", "max_sessions", "max_streams_per_session"):
+                     "replay_max_count", "server_max_buffered_bytes", "server_overdraft_sessions", "max_sessions",
+                     "max_streams_per_session"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.ack_interval < 0 or self.backoff_base < 0 or self.backoff_max < 0:

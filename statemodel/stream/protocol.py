@@ -131,10 +131,12 @@ class _Endpoint:
         b = self.budget
         if b is None or b.bytes < c.server_max_buffered_bytes:
             return True
-        # Over the server-wide bound: only sessions with nothing buffered may produce (one
-        # message in flight each), so one peer that never acks cannot starve the others and
-        # the total stays below the bound + one message per session.
-        return self.buffered_items == 0
+        # Over the server-wide bound: a session with nothing buffered may still produce one
+        # message, but only while fewer than `server_overdraft_sessions` sessions hold
+        # buffered items, so a peer that never acks cannot starve the others and the total
+        # stays below the bound + a few messages (not one message per session: 100 idle
+        # sessions x 2 MiB would be 200 MiB resident).
+        return self.buffered_items == 0 and b.sessions < c.server_overdraft_sessions
 
     def account(self, size: int, items: int) -> None:
         before = self.buffered_items

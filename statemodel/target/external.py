@@ -204,6 +204,10 @@ class ExternalTarget:
     def check_bounds(self, largest_message: int) -> None:
         """The server's buffers are out of sight; nothing to check from here."""
 
+    def generation_of(self, session_id: str) -> int:
+        """Never restarted by us: every session belongs to the one server we know of."""
+        return 0
+
     def session_context(self, session_id: str) -> dict | None:
         return None
 

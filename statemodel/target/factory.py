@@ -51,8 +51,9 @@ def validate_target(target, spec: str = "target"):
     """Raise ``TypeError`` naming every missing or wrong member of the ``Target`` shape."""
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(target, m, None))]
     missing += [a for a in REQUIRED_ATTRIBUTES if not hasattr(target, a)]
-    if getattr(target, "can_restart", False) and not callable(getattr(target, "restart_server", None)):
-        missing.append("restart_server (required when can_restart is True)")
+    if getattr(target, "can_restart", False):
+        missing += [f"{m} (required when can_restart is True)" for m in ("restart_server", "generation_of")
+                    if not callable(getattr(target, m, None))]
     if missing:
         raise TypeError(
             f"{spec} returned {type(target).__name__}, which does not implement the Target "
@@ -71,7 +72,8 @@ def validate_target(target, spec: str = "target"):
 
 class FactoryTarget:
     """A user target, checked and wrapped. Everything is delegated to it; it only gains a
-    ``net`` with an empty trace if it has none (recordings read ``target.net.trace``)."""
+    ``net`` with an empty trace if it has none (recordings read ``target.net.trace``), and
+    ``generation_of`` = 0 if it cannot restart and has none."""
 
     def __init__(self, options, seed: int) -> None:
         self.spec = options.target
@@ -79,6 +81,8 @@ class FactoryTarget:
         self.inner = validate_target(factory(options, seed), f"factory {self.spec!r}")
         if not hasattr(self.inner, "net"):
             self.net = SimpleNamespace(trace=Trace())
+        if not callable(getattr(self.inner, "generation_of", None)):
+            self.generation_of = lambda session_id: 0  # never restarted: one server generation
 
     def __getattr__(self, name: str):
         # only called for names not found on the wrapper: the user target's own members

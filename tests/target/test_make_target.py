@@ -98,7 +98,7 @@ def test_factory_returning_an_incomplete_object_names_what_is_missing(fake_modul
     with pytest.raises(TypeError) as info:
         make_target(MachineOptions(target="statemodel_test_factories:make"), 0)
     text = str(info.value)
-    for name in ("stop", "dial", "new_client", "apply", "expected_chunks", "restart_server"):
+    for name in ("stop", "dial", "new_client", "apply", "expected_chunks", "restart_server", "generation_of"):
         assert name in text
     assert "Half" in text and "heal" not in text.split("missing", 1)[1]
 

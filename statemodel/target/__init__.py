@@ -11,6 +11,13 @@ from statemodel.target.base import Target
 from statemodel.target.reference import ReferenceTarget
 
 
+def _unknown(spec: str) -> ValueError:
+    return ValueError(
+        f"unknown target {spec!r}: use 'reference', a server URL 'ws://host:port/path' "
+        f"(with --transport tcp) or an adapter 'package.module:factory'"
+    )
+
+
 def make_target(options, seed: int) -> Target:
     """The target ``options.target`` names: ``reference`` (the embedded reference server, sim
     transport), ``ws://host:port/path`` / ``wss://…`` (your server, transport tcp) or
@@ -26,10 +33,31 @@ def make_target(options, seed: int) -> Target:
 
     if is_factory_spec(spec):
         return FactoryTarget(options, seed)
-    raise ValueError(
-        f"unknown target {spec!r}: use 'reference', a server URL 'ws://host:port/path' "
-        f"(with --transport tcp) or an adapter 'package.module:factory'"
-    )
+    raise _unknown(spec)
 
 
-__all__ = ["Target", "ReferenceTarget", "make_target"]
+def check_target(options) -> None:
+    """Raise the error ``make_target`` would, without I/O and without calling a factory.
+
+    For command lines: a bad ``--target``/``--transport`` pair is a usage error (exit 2)
+    before any example runs, not a "failure" of the first example."""
+    spec = options.target
+    if spec == "reference":
+        if options.transport != "sim":
+            raise ValueError(f"the reference target runs on transport 'sim'; got {options.transport!r}")
+        return
+    if spec.startswith(("ws://", "wss://")):
+        from statemodel.target.external import parse_ws_url
+
+        parse_ws_url(spec)
+        if options.transport != "tcp":
+            raise ValueError(f"target {spec!r} is a real server: it needs --transport tcp (got {options.transport!r})")
+        return
+    from statemodel.target.factory import is_factory_spec, load_factory
+
+    if not is_factory_spec(spec):
+        raise _unknown(spec)
+    load_factory(spec)
+
+
+__all__ = ["Target", "ReferenceTarget", "check_target", "make_target"]

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from statemodel.machine.options import MachineOptions
-from statemodel.target import ReferenceTarget, make_target
+from statemodel.target import ReferenceTarget, check_target, make_target
 from statemodel.target.external import ExternalTarget, parse_ws_url
 from statemodel.target.factory import FactoryTarget
 
@@ -143,3 +143,27 @@ def test_factory_target_without_net_gets_an_empty_trace(fake_module) -> None:
 def test_factory_load_errors(spec: str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         make_target(MachineOptions(target=spec), 0)
+
+
+@pytest.mark.parametrize(
+    "target, transport, message",
+    [
+        ("reference", "tcp", "transport 'sim'"),
+        ("ws://127.0.0.1:1/", "sim", "--transport tcp"),
+        ("ws://h:99999/", "tcp", "bad port"),
+        ("nonsense", "sim", "package.module:factory"),
+        ("statemodel_no_such_module:f", "sim", "cannot import"),
+    ],
+)
+def test_check_target_refuses_what_make_target_would(target, transport, message) -> None:
+    options = MachineOptions(target=target, transport=transport)
+    with pytest.raises(ValueError, match=message):
+        check_target(options)
+    with pytest.raises(ValueError, match=message):
+        make_target(options, 0)
+
+
+@pytest.mark.parametrize("target, transport", [("reference", "sim"), ("ws://127.0.0.1:1/x", "tcp"),
+                                               ("statemodel.target.examples:small_buffers", "sim")])
+def test_check_target_accepts_the_three_forms(target, transport) -> None:
+    check_target(MachineOptions(target=target, transport=transport))

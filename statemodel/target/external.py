@@ -83,7 +83,8 @@ class ExternalTarget:
     max_advance = 2.0  # real seconds per `advance` rule: keeps runs short
 
     def __init__(self, options, seed: int, *, config: Config = REAL_TIME_CONFIG,
-                 connect_timeout: float = 5.0, base_latency: F.Fault | None = BASE_LATENCY) -> None:
+                 connect_timeout: float = 5.0, base_latency: F.Fault | None = BASE_LATENCY,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if options.transport != "tcp":
             raise ValueError(
                 f"target {options.target!r} is a real server: it needs --transport tcp "
@@ -104,7 +105,8 @@ class ExternalTarget:
         self._accept_event = trio.Event()
         self._scope: trio.CancelScope | None = None
         self._stopped: trio.Event | None = None
-        self._ssl = ssl.create_default_context() if self.tls else None
+        # wss: TLS to the server end to end (the proxy forwards records); system CAs by default
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery) -> None:

@@ -183,12 +183,18 @@ def _tally(result: SoakResult, v: Verdict) -> None:
 
 
 async def _attack_loop(ctx: AttackContext, names: tuple[str, ...], every: float, result: SoakResult,
-                       kwargs: dict[str, dict] | None = None) -> None:
+                       flood_lock: trio.Lock) -> None:
+    """A flood fills the server on purpose: other attacks wait for it (else they get 4009)."""
     while True:
         await trio.sleep(every)
         name = ctx.rng.choice(names)
+        exclusive = name == "session_flood" or "session_flood" not in names
         with trio.move_on_after(ctx.limits.dead_after * 2 + 60):  # an attack must never hang the soak
-            _tally(result, await run_attack(name, ctx, **(kwargs or {}).get(name, {})))
+            if exclusive:
+                async with flood_lock:
+                    _tally(result, await run_attack(name, ctx))
+            else:
+                _tally(result, await run_attack(name, ctx))
 
 
 def _trend(samples: list[Sample], cfg: SoakConfig, result: SoakResult) -> None:
@@ -259,10 +265,11 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
                         clients.start_soon(honest_session, i, proxy.connect, Config(), cfg.seed, honest, stop)
                     work.start_soon(_fault_loop, proxy, random.Random(cfg.seed + 2), cfg, result.faults)
                     if cfg.hostile:
-                        work.start_soon(_attack_loop, ctx, QUICK, cfg.attack_every, result)
+                        flood_lock = trio.Lock()
+                        work.start_soon(_attack_loop, ctx, QUICK, cfg.attack_every, result, flood_lock)
                         slow_ctx = AttackContext(direct_dial, limits, 10.0, list, random.Random(cfg.seed + 3))
                         if slow:
-                            work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result)
+                            work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result, flood_lock)
                     deadline = t0 + cfg.duration
                     while trio.current_time() < deadline and not honest.violations:
                         sample()

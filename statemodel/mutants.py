@@ -42,14 +42,24 @@ def program_steps(program: str | None) -> int | None:
     )
 
 
-def hunt(name: str, budget_seconds: float = 30.0, seed: int = 0, profile: str = "hunt") -> HuntResult:
-    """Fuzz the reference implementation with mutant ``name`` until caught or out of budget."""
+def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile: str = "hunt",
+         max_examples: int | None = None) -> HuntResult:
+    """Fuzz the reference implementation with mutant ``name`` until caught or out of budget.
+
+    ``max_examples`` (with ``budget_seconds=None``) makes the hunt deterministic: the same
+    seed explores the same examples on any machine, however fast, which is what tests use.
+    """
     if name not in MUTANTS:
         raise ValueError(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}")
     started = time.monotonic()
-    config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, duration=budget_seconds,
-                        batch_examples=100_000)
-    result = run_worker(config, should_stop=lambda: time.monotonic() - started > budget_seconds)
+    if max_examples is not None:
+        config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, examples=max_examples)
+    else:
+        config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, duration=budget_seconds,
+                            batch_examples=100_000)
+    over_budget = (lambda: False) if budget_seconds is None else (
+        lambda: time.monotonic() - started > budget_seconds)
+    result = run_worker(config, should_stop=over_budget)
     failure = result.failures[0] if result.failures else None
     return HuntResult(
         name=name,

@@ -36,6 +36,7 @@ MAX_STREAMS_PER_SESSION = 4
 STEP = 0.001  # virtual seconds the world runs after every rule: zero-latency traffic lands, acks (50 ms) do not
 
 
+CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
 SETTLE_POLL = 0.02  # how often settle looks whether the system is quiet
 
 
@@ -78,6 +79,7 @@ class SessionHandle:
     client: Any = None
     link: int | None = None
     streams: list["StreamHandle"] = field(default_factory=list)
+    connected: Any = None  # trio.Event: the first session was established
     session_id: str | None = None  # the server's id for the client's current session
     down_since: float | None = None  # virtual time the client lost its connection
 
@@ -182,7 +184,12 @@ class StreamMachine(TrioStateMachine):
             return stream
 
         handle.client = self.target.new_client(dial, rng=random.Random(self.seed * 31 + handle.index))
+        handle.connected = trio.Event()
         await self.nursery.start(self._run_client, handle)
+        # One step is one action: `connect` returns once the session exists (or a degraded
+        # network made it give up waiting), so shrunk programs need no filler steps for time.
+        with trio.move_on_after(CONNECT_WAIT):
+            await handle.connected.wait()
 
     async def _run_client(self, handle: SessionHandle, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with handle.client.run():
@@ -199,6 +206,7 @@ class StreamMachine(TrioStateMachine):
                 self._expire_if_long_down(handle)
                 self.model.status(handle.index, event_tuple)
                 if isinstance(status, Connected):
+                    handle.connected.set()
                     replaced = handle.session_id is not None and handle.session_id != status.session
                     if handle.session_id is None:
                         self.model.session_started(handle.index, self.target.generation_of(status.session))

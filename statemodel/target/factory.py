@@ -86,4 +86,7 @@ class FactoryTarget:
 
     def __getattr__(self, name: str):
         # only called for names not found on the wrapper: the user target's own members
-        return getattr(self.__dict__["inner"], name)
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)

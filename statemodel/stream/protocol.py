@@ -9,6 +9,7 @@ PROTOCOL.md is the normative description; this module is its reference.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import random
 import secrets
@@ -69,6 +70,41 @@ class _OutStream:
     evicted_upto: int = 0  # highest seq dropped from the buffer without an ack
 
 
+class RetiredIds:
+    """Stream ids whose state was forgotten (PROTOCOL.md §8a), as sorted disjoint half-open
+    ranges. Ids are allocated increasingly and mostly finish in order, so this is one range
+    plus one per stream still alive below the newest retired id: bounded by the live
+    streams, never by the number of streams the session has seen."""
+
+    def __init__(self) -> None:
+        self._lo: list[int] = []  # range starts, sorted
+        self._hi: list[int] = []  # matching exclusive ends
+
+    def __contains__(self, sid: int) -> bool:
+        i = bisect.bisect_right(self._lo, sid) - 1
+        return i >= 0 and sid < self._hi[i]
+
+    def add(self, sid: int) -> None:
+        if sid in self:
+            return
+        i = bisect.bisect_right(self._lo, sid)  # ranges [0, i) start at or before sid
+        joins_left = i > 0 and self._hi[i - 1] == sid
+        joins_right = i < len(self._lo) and self._lo[i] == sid + 1
+        if joins_left and joins_right:
+            self._hi[i - 1] = self._hi[i]
+            del self._lo[i], self._hi[i]
+        elif joins_left:
+            self._hi[i - 1] = sid + 1
+        elif joins_right:
+            self._lo[i] = sid
+        else:
+            self._lo.insert(i, sid)
+            self._hi.insert(i, sid + 1)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return list(zip(self._lo, self._hi))
+
+
 class Link:
     """One connection's share of the state: outbox, heartbeat clock, close decision."""
 
@@ -113,6 +149,13 @@ class _Endpoint:
         self.recv: dict[int, int] = {}  # last contiguous seq received per stream
         self.acked_sent: dict[int, int] = {}  # what the peer has been told via acks
         self.partial: dict[int, tuple[str, list[bytes], int]] = {}
+        # Retirement (PROTOCOL.md §8a): `finished` streams are over on this end (terminal item
+        # pushed / received, or reset); once nothing of theirs is unacked either way their
+        # state is dropped and the id goes to `retired`. `late` holds acks owed for items
+        # that arrive on retired streams (cleared by every ack sent, so it stays small).
+        self.finished: set[int] = set()
+        self.retired = RetiredIds()
+        self.late: dict[int, int] = {}
         self.buffered_bytes = 0
         self.buffered_items = 0
         self._order = 0
@@ -170,6 +213,8 @@ class _Endpoint:
 
     def on_acks(self, acks: dict[int, int]) -> None:
         for sid, seq in acks.items():
+            if sid in self.retired:
+                continue  # nothing left to release: a late or repeated ack
             st = self.out.get(sid)
             sent = st.next_seq - 1 if st else 0
             if seq > sent:
@@ -178,6 +223,35 @@ class _Endpoint:
                 )
             if st is not None:
                 self._drop_through(st, seq)
+                self.try_retire(sid)
+
+    # -- retirement -----------------------------------------------------------------------
+    def finish_stream(self, sid: int) -> None:
+        """This end is done with `sid` (terminal item pushed or received, or reset)."""
+        if sid != 0 and sid not in self.retired:
+            self.finished.add(sid)
+            self.try_retire(sid)
+
+    def try_retire(self, sid: int) -> None:
+        """Forget a finished stream once all its items both ways are acked (ours by the
+        peer, the peer's in an ack we sent), so nothing of it can need replay or an ack."""
+        if sid not in self.finished:
+            return
+        st = self.out.get(sid)
+        if st is not None and st.buf:
+            return
+        if self.acked_sent.get(sid, 0) < self.recv.get(sid, 0):
+            return
+        self.finished.discard(sid)
+        self.out.pop(sid, None)
+        self.recv.pop(sid, None)
+        self.acked_sent.pop(sid, None)
+        self.partial.pop(sid, None)
+        self.retired.add(sid)
+
+    def retire_finished(self) -> None:
+        for sid in sorted(self.finished):
+            self.try_retire(sid)
 
     def replay(self) -> None:
         """Queue every unacked item on the (new) link, in original global order."""
@@ -203,6 +277,12 @@ class _Endpoint:
         """Dedupe and gap detection: False = duplicate (drop), True = next in order."""
         if f.t not in self.theirs:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} items may not be sent in this direction")
+        if f.sid in self.retired:
+            # A replayed or in-flight item of a forgotten stream: a duplicate, but the peer
+            # may still hold it unacked (its ack was lost with a connection), so ack it.
+            self.late[f.sid] = max(self.late.get(f.sid, 0), f.seq)
+            self._ack_later(len(f.payload) + 1, now)
+            return False
         last = self.recv.get(f.sid, 0)
         if f.seq <= last and "no_dedupe" not in self.config.mutants:
             return False
@@ -211,12 +291,15 @@ class _Endpoint:
                 CloseCode.PROTOCOL_VIOLATION, f"gap on stream {f.sid}: got seq {f.seq}, expected {last + 1}"
             )
         self.recv[f.sid] = max(last, f.seq)
-        self.ack_pending += len(f.payload) + 1
+        self._ack_later(len(f.payload) + 1, now)
+        return True
+
+    def _ack_later(self, size: int, now: float) -> None:
+        self.ack_pending += size
         if self.ack_pending >= self.config.ack_bytes and self.link is not None:
             self.send_ack(now)
         elif self.ack_due is None:
             self.ack_due = now + self.config.ack_interval
-        return True
 
     def reassemble(self, f: Frame) -> str | bytes | None:
         """Add a data fragment; the whole message once `fin` arrives, else None."""
@@ -249,15 +332,22 @@ class _Endpoint:
             return {s: top for s in self.recv if self.acked_sent.get(s, 0) < top}
         return {s: q for s, q in self.recv.items() if self.acked_sent.get(s, 0) < q}
 
+    def take_late(self) -> dict[int, int]:
+        late, self.late = self.late, {}
+        return late
+
     def send_ack(self, now: float, t: str = "ack") -> None:
         assert self.link is not None
         a = self.ack_map()
-        if a or t != "ack":
-            self.link.send(Frame(t, {"a": a}))
+        late = self.take_late()
+        if a or late or t != "ack":
+            self.link.send(Frame(t, {"a": {**late, **a}}))
             if t != "ack":
                 self.link.last_ping = now
-        self.acked_sent.update(a)
+        self.acked_sent.update(a)  # not `late`: retired streams keep no entry
         self.ack_due, self.ack_pending = None, 0
+        for sid in a:
+            self.try_retire(sid)
 
     # -- connection timers ----------------------------------------------------------------
     def link_deadline(self) -> float:
@@ -457,6 +547,7 @@ class ServerProtocol:
         conn.send(Frame("welcome", welcome))
         ep.acked_sent = dict(ep.recv)
         ep.ack_due, ep.ack_pending = None, 0
+        ep.retire_finished()  # the welcome's recv told the client all it needs
         conn.ready = True
         conn.last_ping = now
         ep.replay()
@@ -473,6 +564,9 @@ class ServerProtocol:
             return
         if f.t in ("hello", "welcome"):
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"unexpected {f.t!r} on an established connection")
+        if f.t != "ctx" and f.sid in ep.retired:
+            ep.accept(f, now)  # a forgotten stream: a duplicate, acked and dropped (§8a)
+            return
         if f.t == "open" and f.sid <= s.max_sid and f.sid not in ep.recv:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream ids must increase; {f.sid} after {s.max_sid}")
         if f.t != "open" and f.t != "ctx" and f.seq == 1 and f.sid not in ep.recv:
@@ -489,6 +583,7 @@ class ServerProtocol:
             payload = f.payload.decode("utf-8", "replace") if f.h["k"] == "t" else f.payload
             if len(s.open) >= self.config.max_streams_per_session:
                 ep.push("error", f.sid, now, {"reason": "too_many_streams"})
+                ep.finish_stream(f.sid)
             else:
                 s.open.add(f.sid)
                 self.events.append(Opened(s.id, f.sid, payload))
@@ -547,6 +642,7 @@ class ServerProtocol:
             st = s.ep.out[sid]
             item = st.buf.pop()  # sent once on the live link, never replayed
             s.ep.account(-item.size, -1)
+        s.ep.finish_stream(sid)
 
     def set_context(self, session: str, key: str, value: Any, now: float) -> None:
         s = self.sessions.get(session)
@@ -723,11 +819,14 @@ class ClientProtocol:
                 st = self.ep.out.get(sid)
                 if st is not None:
                     self.ep._drop_through(st, st.next_seq)
+                if sid < self.next_sid:
+                    self.ep.finish_stream(sid)
         self.session, self.token, self.epoch = h["session"], h["token"], h["epoch"]
         if "no_dedupe" not in self.config.mutants:
             self.ep.on_acks(h["recv"])
         self.ep.acked_sent = dict(self.ep.recv)
         self.ep.ack_due, self.ep.ack_pending = None, 0
+        self.ep.retire_finished()
         link.ready = True
         link.last_ping = now
         self.ep.replay()
@@ -757,9 +856,11 @@ class ClientProtocol:
         elif f.t == "end":
             self.streams.discard(f.sid)
             self.events.append(Ended(f.sid))
+            ep.finish_stream(f.sid)
         elif f.t == "error":
             self.streams.discard(f.sid)
             self.events.append(Failed(f.sid, f.h["reason"]))
+            ep.finish_stream(f.sid)
 
     # -- application side -----------------------------------------------------------------
     def has_capacity(self) -> bool:

@@ -118,8 +118,6 @@ async def _many_finished_streams(n: int) -> tuple[int, int]:
     return sizes
 
 
-@pytest.mark.xfail(strict=True, reason="open bug (issue 7 soak): per-stream state of finished, fully acked "
-                   "streams is kept for the life of the session (~2 KiB/stream each end)")
 def test_finished_streams_do_not_grow_session_state():
     """The 30-minute soak's RSS grew ~6 MiB/min with 20 long-lived sessions: each finished
     stream leaves its sequence counters and an empty replay queue behind, on both ends."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 
@@ -106,7 +107,14 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         preflight(config)
-    except (MachineUnavailable, DatabaseError) as exc:
+        if config.machine is None and not os.environ.get("STATEMODEL_MACHINE"):
+            # A bad --target/--transport pair is a usage error, not a failure of example 1.
+            from statemodel.machine import MachineOptions
+            from statemodel.target import check_target
+
+            check_target(MachineOptions(target=config.target, transport=config.transport,
+                                        mutants=frozenset(config.mutants)))
+    except (MachineUnavailable, DatabaseError, ValueError) as exc:
         print(f"statemodel fuzz: error: {exc}", file=sys.stderr)
         return 2
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "

@@ -12,6 +12,17 @@ from statemodel.net.faults import Fault
 from statemodel.stream.testapp import chunk_of
 
 
+# Timers short enough for a test run (virtual or loopback), shared by the built-in targets.
+FAST_TIMERS = dict(
+    handshake_timeout=2.0,
+    heartbeat_interval=1.0,
+    dead_after=3.0,
+    send_timeout=3.0,
+    close_timeout=1.0,
+    backoff_base=0.05,
+)
+
+
 class Target(Protocol):
     """What ``StreamMachine`` drives. Every method is called inside the machine's trio run."""
 

@@ -22,19 +22,11 @@ from statemodel.net import faults as F
 from statemodel.net.tcp import FaultProxy
 from statemodel.stream.client import Client
 from statemodel.stream.config import Config
-from statemodel.target.base import scripted_chunks
+from statemodel.target.base import FAST_TIMERS, scripted_chunks
 
 # Real seconds: short enough that a CI run with a few drops stays within a minute, long
 # enough that a loaded loopback does not miss heartbeats.
-REAL_TIME_CONFIG = Config(
-    handshake_timeout=2.0,
-    heartbeat_interval=1.0,
-    dead_after=3.0,
-    send_timeout=3.0,
-    close_timeout=1.0,
-    backoff_base=0.05,
-    backoff_max=0.5,
-)
+REAL_TIME_CONFIG = Config(**FAST_TIMERS, backoff_max=0.5)
 
 # Loopback delivers in microseconds, so an ack usually lands before the next rule can drop
 # the link. A little latency keeps frames and acks in flight across rules, so drops land on

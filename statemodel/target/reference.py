@@ -14,17 +14,12 @@ from statemodel.stream.client import Client
 from statemodel.stream.config import Config
 from statemodel.stream.server import Server
 from statemodel.stream.testapp import script_app
-from statemodel.target.base import scripted_chunks
+from statemodel.target.base import FAST_TIMERS, scripted_chunks
 
 # Timers scaled for simulation: recovery is fast in virtual time, expiry stays far away,
 # so a reset in a run always has a cause the machine itself triggered.
 SIM_CONFIG = Config(
-    handshake_timeout=2.0,
-    heartbeat_interval=1.0,
-    dead_after=3.0,
-    send_timeout=3.0,
-    close_timeout=1.0,
-    backoff_base=0.05,
+    **FAST_TIMERS,
     backoff_max=1.0,
     fragment_size=16 * 1024,
     replay_max_bytes=1024 * 1024,

@@ -38,8 +38,19 @@ def test_reference_server_over_tcp_passes(script_server_url: str) -> None:
                     connects.append(len(self.target.net.trace.of_kind("connect")))
 
     run_state_machine_as_test(Counted, settings=settings(max_examples=3, stateful_step_count=8, deadline=None,
-                                                         database=None, phases=[Phase.generate]))
-    assert sum(connects) > 0, connects  # sessions really dialled the server through the proxy
+                                                         database=None, phases=[Phase.generate],
+                                                         derandomize=True))
+    # Which rules Hypothesis draws is not this test's point: one explicit program proves the
+    # sessions really dial the server through the proxy and stream end to end.
+    state = Counted()
+    try:
+        state.boot(seed=0)
+        session = state.connect()
+        state.open_stream(chunks=[{"kind": "text", "seed": 1, "chars": 100}], session=session)
+        state.settle()
+    finally:
+        state.teardown()
+    assert connects[-1] > 0, connects
 
 
 @pytest.mark.slow  # about 80 s: found within the first derandomized examples

@@ -429,6 +429,10 @@ class ServerSession:
         self.open: set[int] = set()  # streams whose app runs (no end/error pushed yet)
         self.max_sid = 0
         self.disconnected_at: float | None = now
+        # Streams reported `lost` in the last welcome: retired once the client is known to
+        # have read that welcome (it sent anything after it), else the next resume must
+        # report them again (PROTOCOL.md §8a).
+        self.lost_unconfirmed: set[int] = set()
 
 
 class ServerConnection(Link):
@@ -524,6 +528,7 @@ class ServerProtocol:
                 if sid in s.open:
                     s.open.discard(sid)
                     self.events.append(StreamGone(s.id, sid, "replay_evicted"))
+            s.lost_unconfirmed = set(lost)
             outcome = "reset" if lost else "recovered"
             reason = "replay_evicted" if lost else None
             if "recovered_despite_loss" in self.config.mutants and lost:
@@ -559,6 +564,10 @@ class ServerProtocol:
             ep.link = conn  # the connection that spoke last owns the session
         if ep.link is not conn or conn.close is not None:
             return  # a fenced (superseded) connection: ignore
+        if s.lost_unconfirmed:  # the client has read our welcome, with its `lost`
+            for sid in sorted(s.lost_unconfirmed):
+                ep.finish_stream(sid)
+            s.lost_unconfirmed.clear()
         if f.t in ("ack", "ping", "pong"):
             ep.on_control(f, now)
             return

@@ -3,12 +3,11 @@ late reference to a forgotten stream is a harmless, acked duplicate (issue 7 soa
 
 from __future__ import annotations
 
-import json
-
 from test_stream_core import Pair, session_of
 
 from statemodel.stream import protocol as P
-from statemodel.stream.frames import Frame, decode, encode
+from statemodel.stream.config import Config
+from statemodel.stream.frames import Frame, encode
 
 
 def settle(p: Pair, steps: int = 5) -> None:
@@ -152,4 +151,30 @@ def test_references_to_retired_streams_from_the_peer_are_no_ops():
     assert sid not in ep.recv and sid not in ep.out
     settle(p)
     assert p.clink.close is None and p.conn.close is None
+    assert state_sizes(p) == (0, 0)
+
+
+def test_stream_lost_to_eviction_is_retired_once_the_client_read_the_welcome():
+    p = Pair(Config(replay_max_age=5, session_ttl=100))
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    settle(p)
+    p.drop()
+    p.server.emit(p.client.session, sid, b"data", p.now)
+    p.now += 6
+    p.server.on_timer(p.now)
+    # the welcome reporting the loss is itself lost: the next resume reports it again
+    link, conn = p.client.connect(p.now), p.server.connect(p.now)
+    for data in link.take():
+        conn.receive(data, p.now)
+    assert conn.take()  # the welcome, never delivered
+    p.server.disconnected(conn, p.now)
+    p.client.disconnected(p.now)
+    p.connect()
+    assert p.cevents[-1] == P.Welcome("reset", "replay_evicted", {sid: "replay_evicted"})
+    assert sid in p.client.ep.retired
+    assert sid not in session_of(p).ep.retired  # the client has not spoken since
+    settle(p, steps=int(p.config.heartbeat_interval / p.config.ack_interval) + 2)  # its ping
+    assert sid in session_of(p).ep.retired
     assert state_sizes(p) == (0, 0)

@@ -23,7 +23,7 @@ from hypothesis.stateful import invariant, precondition, rule
 from statemodel.hostile.attacks import ATTACKS, NEVER_ACKS_CHUNK, AttackContext, Limits, Verdict, run_attack
 from statemodel.machine.options import MachineOptions
 from statemodel.machine.stream_machine import STEP, StreamMachine, recorded
-from statemodel.model import InvariantViolation, Model
+from statemodel.model import InvariantViolation
 from statemodel.net import faults as F
 from statemodel.net.sim import SimNetwork
 from statemodel.stream.server import Server
@@ -100,12 +100,9 @@ class HostileMachine(StreamMachine):
         self.crashes = _HandlerCrashes()
         logging.getLogger("statemodel.stream.server").addHandler(self.crashes)
 
-    async def _boot(self, seed: int) -> None:
-        self.target = HostileTarget(self.options, seed)
-        self.model = Model(expand=self.target.expected_chunks)
-        await self.target.start(self.nursery)
-        self._settle_after = STEP
+    def build_target(self, seed: int) -> "HostileTarget":
         self.attack_rng = random.Random(seed * 7 + 1)
+        return HostileTarget(self.options, seed)
 
     def teardown(self) -> None:
         try:

@@ -95,7 +95,6 @@ class StreamHandle:
     stream: Any = None
     outbox: Any = None  # trio memory channel: commands go out in order, never blocking a rule
     paused: Any = None  # trio.Event set while the consumer may read
-    closed_for_commands: bool = False
 
     def __repr__(self) -> str:
         return f"StreamHandle({self.key[0]}, {self.key[1]})"
@@ -131,11 +130,14 @@ class StreamMachine(TrioStateMachine):
         self.seed = seed
         self.run(self._boot, seed)
 
+    def build_target(self, seed: int):
+        """The target this machine drives (subclasses such as HostileMachine swap in their own)."""
+        return make_target(self.options, seed)
+
     async def _boot(self, seed: int) -> None:
-        self.target = make_target(self.options, seed)
+        self.target = self.build_target(seed)
         self.model = Model(expand=self.target.expected_chunks)
         await self.target.start(self.nursery)
-        self._settle_after = STEP
 
     async def trio_teardown(self) -> None:
         if self.target is not None:

@@ -32,7 +32,6 @@ class StreamState:
     terminal_requested: tuple | None = None  # ("end",) | ("error", reason) | ("cancelled",)
     context_keys: list[str] = field(default_factory=list)  # set_context commands sent on it
     delivered: int = 0
-    delivered_bytes: int = 0
     outcome: tuple | None = None  # observed terminal: ("end",) | ("error", r) | ("reset", r) | ("cancelled",)
     session_generation: int = 0  # which of the session's incarnations opened it
 
@@ -137,7 +136,6 @@ class Model:
             )
         if st.delivered < len(st.expected) and st.expected[st.delivered] == chunk:
             st.delivered += 1
-            st.delivered_bytes += len(chunk)
             return
         raise InvariantViolation(
             "ordered, gap-free, duplicate-free delivery", where, self._expected_here(st), self._diagnose(st, chunk)

@@ -68,6 +68,7 @@ class _OutStream:
     next_seq: int = 1
     buf: deque[_Out] = field(default_factory=deque)
     evicted_upto: int = 0  # highest seq dropped from the buffer without an ack
+    acked: int = 0  # highest seq the peer acknowledged
 
 
 class RetiredIds:
@@ -222,6 +223,7 @@ class _Endpoint:
                     CloseCode.PROTOCOL_VIOLATION, f"ack for stream {sid} up to seq {seq}, but only {sent} were sent"
                 )
             if st is not None:
+                st.acked = max(st.acked, seq)
                 self._drop_through(st, seq)
                 self.try_retire(sid)
 
@@ -234,11 +236,14 @@ class _Endpoint:
 
     def try_retire(self, sid: int) -> None:
         """Forget a finished stream once all its items both ways are acked (ours by the
-        peer, the peer's in an ack we sent), so nothing of it can need replay or an ack."""
+        peer, the peer's in an ack we sent), so nothing of it can need replay or an ack.
+        An item evicted unacked counts as unacked: the stream must live on until a resume
+        reports it lost (found by StreamMachine: a cancelled stream's evicted ``error`` let
+        the stream retire, and the resume said ``recovered`` with the client still waiting)."""
         if sid not in self.finished:
             return
         st = self.out.get(sid)
-        if st is not None and st.buf:
+        if st is not None and (st.buf or st.evicted_upto > st.acked):
             return
         if self.acked_sent.get(sid, 0) < self.recv.get(sid, 0):
             return
@@ -264,8 +269,14 @@ class _Endpoint:
     def evict_aged(self, now: float, max_age: float) -> None:
         """Evict items whose age reached max_age. Compared as ``t + max_age <= now``, the very
         expression `next_deadline` uses: ``t <= now - max_age`` can round the other way, and
-        then the timer fires forever without evicting (a busy loop found by HostileMachine)."""
-        for st in self.out.values():
+        then the timer fires forever without evicting (a busy loop found by HostileMachine).
+
+        Stream 0 is never evicted: its ``ctx`` items are session state both ends must agree on,
+        and a lost one would leave the contexts silently different (found by StreamMachine:
+        ``set_context`` then a 25 s outage)."""
+        for sid, st in self.out.items():
+            if sid == 0:
+                continue
             while st.buf and st.buf[0].t + max_age <= now:
                 item = st.buf.popleft()
                 self.account(-item.size, -1)
@@ -566,6 +577,9 @@ class ServerProtocol:
             return  # a fenced (superseded) connection: ignore
         if s.lost_unconfirmed:  # the client has read our welcome, with its `lost`
             for sid in sorted(s.lost_unconfirmed):
+                st = ep.out.get(sid)
+                if st is not None:
+                    st.evicted_upto = 0  # the loss was reported and read: nothing is owed
                 ep.finish_stream(sid)
             s.lost_unconfirmed.clear()
         if f.t in ("ack", "ping", "pong"):
@@ -669,7 +683,7 @@ class ServerProtocol:
         for s in self.sessions.values():
             if s.disconnected_at is not None:
                 d = min(d, s.disconnected_at + self.config.session_ttl)
-                oldest = min((st.buf[0].t for st in s.ep.out.values() if st.buf), default=INF)
+                oldest = min((st.buf[0].t for sid, st in s.ep.out.items() if st.buf and sid != 0), default=INF)
                 d = min(d, max(oldest + self.config.replay_max_age, s.disconnected_at))
         return d
 

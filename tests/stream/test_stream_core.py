@@ -177,6 +177,56 @@ def test_replay_eviction_by_age_reports_lost_stream():
     assert P.StreamGone(p.client.session, sid, "replay_evicted") in p.sevents
 
 
+def test_context_items_are_never_evicted_by_age():
+    """Found by StreamMachine (set_context, then a 25 s outage): an evicted ``ctx`` item left
+    the server's context holding a key the client never heard of, with only a stream reset
+    to show for it. Stream 0 now stays until acked, and the timer does not spin on it."""
+    cfg = Config(replay_max_age=5, session_ttl=100)
+    p = Pair(cfg)
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    p.drop()
+    p.server.set_context(p.client.session, "k", "v", p.now)
+    p.server.emit(p.client.session, sid, b"data", p.now)
+    p.now = 6
+    p.server.on_timer(p.now)
+    assert p.server.stats()["buffered_items"] == 1  # the ctx item; the data item is gone
+    assert p.server.next_deadline() == 100  # only the session's expiry is left to wait for
+    p.connect()
+    assert P.Welcome("reset", "replay_evicted", {sid: "replay_evicted"}) in p.cevents
+    assert p.client.context == p.server.context(p.client.session) == {"k": "v"}
+
+
+def test_stream_with_an_evicted_terminal_item_is_reported_lost_not_retired():
+    """Found by StreamMachine (open, cancel, 25 s outage): the server pushed ``error``
+    (cancelled), evicted it by age, and retired the stream on the resume's ack of the data
+    before it; the welcome then said ``recovered`` while the client waited forever.
+    An evicted, unacked item keeps the stream alive until a resume reports it lost."""
+    cfg = Config(replay_max_age=5, session_ttl=100, ack_interval=0.01)
+    p = Pair(cfg)
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    session = p.client.session
+    p.server.emit(session, sid, b"data", p.now)
+    p.now = 0.02
+    p.conn.on_timer(p.now)  # the server acks the client's `open`
+    p.client.cancel(sid, p.now)
+    p.pump()
+    p.server.finish(session, sid, p.now, "cancelled")
+    p.now = 0.04
+    p.conn.on_timer(p.now)  # the server acks the `cancel` too
+    p.drop()  # neither that ack nor `error` reached the client
+    p.now = 6
+    p.server.on_timer(p.now)
+    p.connect()
+    assert P.Welcome("reset", "replay_evicted", {sid: "replay_evicted"}) in p.cevents
+    assert P.Reset(sid, "replay_evicted") in p.cevents
+    p.pump()
+    assert p.server.stats()["buffered_items"] == 0
+
+
 def test_context_and_cancel_survive_resume():
     p = Pair()
     p.connect()

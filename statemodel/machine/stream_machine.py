@@ -223,6 +223,8 @@ class StreamMachine(TrioStateMachine):
                         self.model.reset_reported(handle.index, status.reason, generation)
                     elif replaced:
                         self.model.session_replaced_silently(handle.index, status.reason)
+                    else:
+                        self.model.recovered_reported(handle.index, status.lost)
             except InvariantViolation as exc:
                 self._violation(exc)
 

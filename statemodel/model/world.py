@@ -218,6 +218,16 @@ class Model:
             s.context.clear()
             s.maybe_context.clear()
 
+    def recovered_reported(self, session: int, lost: tuple[int, ...]) -> None:
+        """The client reported resumed(recovered): nothing may have been lost in that resume."""
+        if lost:
+            raise InvariantViolation(
+                "recovered only when nothing was lost",
+                f"session {session}",
+                f"resumed(reset, ...) since the welcome reset streams {list(lost)}",
+                "resumed(recovered)",
+            )
+
     def session_replaced_silently(self, session: int, reason: str | None) -> None:
         raise InvariantViolation(
             "reset only when the protocol allows it",

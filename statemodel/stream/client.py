@@ -47,6 +47,7 @@ class Reconnecting:
 class Resumed:
     outcome: str  # "recovered" | "reset"
     reason: str | None = None
+    lost: tuple[int, ...] = ()  # ids of this session's streams the resume reset (welcome `lost`)
 
 
 Status = Connected | Disconnected | Reconnecting | Resumed
@@ -188,7 +189,7 @@ class Client:
                 self.attempt = 0
                 self._status(Connected(self.proto.session or ""))
                 if ev.outcome != "new":
-                    self._status(Resumed(ev.outcome, ev.reason))
+                    self._status(Resumed(ev.outcome, ev.reason, tuple(sorted(ev.lost))))
                 continue
             stream = self._streams.get(getattr(ev, "sid", -1))
             if stream is None:

@@ -208,3 +208,10 @@ def test_context_set_on_a_stream_later_reset_may_be_missing():
     m.session_expired(s)
     m.terminal(key, "reset", "replay_evicted")
     m.check_quiescent({s: {}})
+
+
+def test_recovered_with_lost_streams_is_caught_and_plain_recovered_passes():
+    m, s, key = model_with_stream()
+    m.recovered_reported(s, ())
+    with pytest.raises(InvariantViolation, match="recovered only when nothing was lost.*streams \\[1\\]"):
+        m.recovered_reported(s, (1,))

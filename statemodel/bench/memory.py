@@ -4,6 +4,8 @@ The server runs in a subprocess (``server_proc``) so its high-water mark (``VmHW
 own; the clients run here. Every client cuts its first connection abruptly after a seeded
 number of received bytes (mid-message) and must still get its response byte for byte by
 resuming. The anchor is a bare interpreter with trio + trio-websocket imported.
+``python -m statemodel.bench.memory [clients] [--trace]`` prints the figure; ``--trace``
+adds the server's top allocation sites at its traced peak (tracing inflates the RSS figure).
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ async def _clients(port: int, clients: int, size: int, drops: int, seed: int) ->
     return counts
 
 
-def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int = 0) -> dict[str, Any]:
+def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int = 0,
+            trace: bool = False) -> dict[str, Any]:
     """Spawn the server, run `clients` concurrent requests of `size` bytes with `drops` cuts each."""
-    proc = subprocess.Popen([sys.executable, "-m", "statemodel.bench.server_proc"],
+    proc = subprocess.Popen([sys.executable, "-m", "statemodel.bench.server_proc", *(["--trace"] if trace else [])],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -88,6 +91,8 @@ def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int =
         idle_kib = peak_rss_kib(proc.pid)
         counts = trio.run(_clients, port, clients, size, drops, seed)
         peak_kib = peak_rss_kib(proc.pid)
+        proc.stdin.close()
+        traced = [json.loads(out[6:]) for out in proc.stdout if out.startswith("trace ")]
     finally:
         proc.stdin.close()
         try:
@@ -105,8 +110,10 @@ def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int =
         "drops_per_client": drops,
         "connects": counts["connects"],
         "responses_ok": counts["ok"],
+        **({"trace": traced[0] if traced else None} if trace else {}),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 100), indent=2))
+    args = [a for a in sys.argv[1:] if a != "--trace"]
+    print(json.dumps(measure(int(args[0]) if args else 100, trace="--trace" in sys.argv), indent=2))

@@ -27,11 +27,15 @@ _LEN = struct.Struct(">I")
 
 @dataclass(frozen=True)
 class Frame:
-    """`t` is the frame type; `h` holds the other header fields; `payload` raw bytes."""
+    """`t` is the frame type; `h` holds the other header fields; `payload` the raw bytes.
+
+    A decoded payload is a read-only memoryview into the received message (no copy: the
+    receiver joins fragments once, into the message it hands to the app); use
+    ``bytes(f.payload)`` / ``str(f.payload, "utf-8")`` where a real object is needed."""
 
     t: str
     h: dict[str, Any] = field(default_factory=dict)
-    payload: bytes = b""
+    payload: bytes | memoryview = b""
 
     @property
     def sid(self) -> int:
@@ -72,7 +76,7 @@ def _seq_map(v: Any, key: str) -> dict[int, int]:
     return out
 
 
-def decode(data: bytes, *, max_frame_size: int = 1 << 20, max_header_size: int = 1 << 16) -> Frame:
+def decode(data: bytes | bytearray, *, max_frame_size: int = 1 << 20, max_header_size: int = 1 << 16) -> Frame:
     if not isinstance(data, (bytes, bytearray)):
         raise _bad("frames are binary WebSocket messages, got a text message")
     if len(data) > max_frame_size:
@@ -84,8 +88,9 @@ def decode(data: bytes, *, max_frame_size: int = 1 << 20, max_header_size: int =
         raise _bad(f"header length {hlen} exceeds {max_header_size}")
     if 4 + hlen > len(data):
         raise _bad(f"truncated frame: header length {hlen} but only {len(data) - 4} bytes follow")
+    view = memoryview(data)
     try:
-        h = json.loads(bytes(data[4 : 4 + hlen]).decode("utf-8"))
+        h = json.loads(str(view[4 : 4 + hlen], "utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad(f"header is not UTF-8 JSON: {exc}") from None
     if not isinstance(h, dict):
@@ -93,7 +98,11 @@ def decode(data: bytes, *, max_frame_size: int = 1 << 20, max_header_size: int =
     t = h.pop("t", None)
     if t not in TYPES:
         raise _bad(f"unknown frame type {t!r}")
-    payload = bytes(data[4 + hlen :])
+    # bytes are immutable, so a view of them is a safe zero-copy payload; a bytearray is
+    # copied, or the caller could change a decoded frame after the fact.
+    payload: bytes | memoryview = b""
+    if len(data) > 4 + hlen:
+        payload = view[4 + hlen :] if isinstance(data, bytes) else bytes(view[4 + hlen :])
     _validate(t, h)
     if payload and t not in ("open", "data"):
         raise _bad(f"frame type {t!r} carries no payload, got {len(payload)} bytes")

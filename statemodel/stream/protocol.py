@@ -49,6 +49,10 @@ def split_message(msg: str | bytes, size: int, *, mutants: frozenset[str] = froz
         if kind == "t" and "split_inside_char" not in mutants:
             while j < len(data) and (data[j] & 0xC0) == 0x80:  # continuation byte
                 j -= 1
+            if j == i:  # one character longer than `size` (< 4): send it whole, don't spin
+                j += 1
+                while j < len(data) and (data[j] & 0xC0) == 0x80:
+                    j += 1
         out.append(view[i:j])
         i = j
     return kind, out
@@ -323,19 +327,19 @@ class _Endpoint:
                 CloseCode.MESSAGE_TOO_LARGE, f"stream {f.sid}: message exceeds {self.config.max_message_size} bytes"
             )
         if kind == "t":
-            try:  # every text fragment is whole characters, so receivers may decode as they go
-                f.payload.decode("utf-8")
+            try:  # every text fragment is whole characters, so receivers decode as they go
+                parts.append(str(f.payload, "utf-8"))
             except UnicodeDecodeError:
                 raise ProtocolError(
                     CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text fragment {f.seq} splits a UTF-8 character"
                 ) from None
-        parts.append(f.payload)
+        else:
+            parts.append(f.payload)  # a view into the received frame: copied once, by the join
         if not f.h["fin"]:
             self.partial[f.sid] = (kind, parts, size)
             return None
         self.partial.pop(f.sid, None)
-        data = b"".join(parts)
-        return data if kind == "b" else data.decode("utf-8")
+        return b"".join(parts) if kind == "b" else "".join(parts)
 
     def ack_map(self) -> dict[int, int]:
         if "ack_wrong_stream" in self.config.mutants and self.recv:
@@ -603,7 +607,7 @@ class ServerProtocol:
             self.events.append(ContextSet(s.id, f.h["key"], f.h["value"]))
         elif f.t == "open":
             s.max_sid = max(s.max_sid, f.sid)
-            payload = f.payload.decode("utf-8", "replace") if f.h["k"] == "t" else f.payload
+            payload = str(f.payload, "utf-8", "replace") if f.h["k"] == "t" else bytes(f.payload)
             if len(s.open) >= self.config.max_streams_per_session:
                 ep.push("error", f.sid, now, {"reason": "too_many_streams"})
                 ep.finish_stream(f.sid)

@@ -57,6 +57,9 @@ async def run_link(
             while link.close is None:
                 msg = await ws.get_message()  # bounded by the core's dead_after timer
                 on_message(msg, trio.current_time())
+                d = deadline()
+                if d < alarm.deadline:  # later moves can wait for the timer's next wakeup
+                    alarm.deadline = d
                 changed.notify()
         except ConnectionClosed as exc:
             if link.close is not None:
@@ -74,10 +77,13 @@ async def run_link(
             while True:
                 # Re-check after every send: frames queued while we were inside
                 # send_message() must not wait for the next wakeup (lost-wakeup bug).
-                while link.outbox:
-                    for data in link.take():
-                        with trio.fail_after(config.send_timeout):
+                with trio.CancelScope() as bound:  # one scope per batch, re-armed per send
+                    while link.outbox:
+                        for data in link.take():
+                            bound.deadline = trio.current_time() + config.send_timeout
                             await ws.send_message(data)
+                if bound.cancelled_caught:
+                    raise trio.TooSlowError
                 if link.close is not None:
                     break
                 await changed.wait()
@@ -94,15 +100,21 @@ async def run_link(
             finish(int(CloseCode.PEER_DEAD), "send timed out")
 
     async def timer() -> None:
+        # Sleeps in `alarm` rather than waking on every `changed` (a wakeup per message):
+        # the deadline only moves earlier when a message arrives (an ack falls due, the
+        # handshake completes), and the reader pulls `alarm` in after each one; a deadline
+        # that moved later just costs one idle wakeup.
+        nonlocal alarm
         while True:
-            d = deadline()
-            with trio.move_on_at(d):
-                await changed.wait()
+            alarm = trio.CancelScope(deadline=deadline())
+            with alarm:
+                await trio.sleep_forever()
             now = trio.current_time()
-            if now >= d:
+            if now >= deadline():
                 on_timer(now)
                 changed.notify()
 
+    alarm = trio.CancelScope(deadline=deadline())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         nursery.start_soon(writer)

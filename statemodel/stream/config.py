@@ -27,8 +27,11 @@ class Config:
     max_message_size: int = 16 * MiB  # one reassembled message
     replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction
-    server_max_buffered_bytes: int = 4 * MiB  # all sessions; above it see server_overdraft_sessions
-    server_overdraft_sessions: int = 4  # above the bound, at most this many sessions hold items
+    # All sessions together (see server_overdraft_sessions above either bound). Held frames
+    # stay below bytes + overdraft x one message (6 MiB for one 2 MiB response per session).
+    server_max_buffered_bytes: int = 2 * MiB
+    server_max_buffered_items: int = 4096
+    server_overdraft_sessions: int = 3  # above a bound, at most this many sessions hold items
     replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000
@@ -48,7 +51,8 @@ class Config:
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
-                     "replay_max_count", "server_max_buffered_bytes", "server_overdraft_sessions", "max_sessions",
+                     "replay_max_count", "server_max_buffered_bytes", "server_max_buffered_items",
+                     "server_overdraft_sessions", "max_sessions",
                      "max_streams_per_session"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")

@@ -135,10 +135,14 @@ class Link:
 
 
 class Budget:
-    """Replay bytes buffered by all sessions of one server (the server-wide memory bound)."""
+    """Replay bytes and items buffered by all sessions of one server (the server-wide memory
+    bound). Items count too: an item with no payload (``end``, ``error``, an empty message)
+    still holds a frame and its bookkeeping, so bytes alone would let many sessions pile up
+    ``replay_max_count`` of them each without ever reaching the byte bound."""
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.items = 0
         self.sessions = 0  # sessions holding buffered items
 
 
@@ -177,7 +181,7 @@ class _Endpoint:
         if self.buffered_bytes >= c.replay_max_bytes or self.buffered_items >= c.replay_max_count:
             return False
         b = self.budget
-        if b is None or b.bytes < c.server_max_buffered_bytes:
+        if b is None or (b.bytes < c.server_max_buffered_bytes and b.items < c.server_max_buffered_items):
             return True
         # Over the server-wide bound: a session with nothing buffered may still produce one
         # message, but only while fewer than `server_overdraft_sessions` sessions hold
@@ -192,6 +196,7 @@ class _Endpoint:
         self.buffered_items += items
         if self.budget is not None:
             self.budget.bytes += size
+            self.budget.items += items
             self.budget.sessions += (self.buffered_items > 0) - (before > 0)
 
     def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:

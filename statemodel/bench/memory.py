@@ -91,13 +91,11 @@ def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int =
         idle_kib = peak_rss_kib(proc.pid)
         counts = trio.run(_clients, port, clients, size, drops, seed)
         peak_kib = peak_rss_kib(proc.pid)
-        proc.stdin.close()
-        traced = [json.loads(out[6:]) for out in proc.stdout if out.startswith("trace ")]
+        # communicate() closes stdin: the server exits, with --trace printing its profile first.
+        out, _ = proc.communicate(timeout=60)
+        traced = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("trace ")]
     finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
     bare = bare_peak_kib()
@@ -110,6 +108,7 @@ def measure(clients: int = 100, size: int = 2 * MiB, drops: int = 1, seed: int =
         "drops_per_client": drops,
         "connects": counts["connects"],
         "responses_ok": counts["ok"],
+        "app": "script_app without testapp's blob/text memo (server_proc.unmemoized_app)",
         **({"trace": traced[0] if traced else None} if trace else {}),
     }
 

@@ -2,7 +2,8 @@
 
 * reconnect + resume latency of the reference client/server vs raw trio-websocket
   connect + close;
-* throughput of a 2 MiB response through the protocol vs raw trio-websocket;
+* throughput of a 2 MiB response through the protocol vs raw trio-websocket (alternating
+  requests on connections open side by side; medians, plus a CPU-time ratio);
 * fault-proxy overhead with no faults: round-trip latency added and throughput vs direct.
 
 Wall clock on purpose (this is the benchmark, not a test); every await is bounded so a
@@ -11,8 +12,10 @@ broken server ends the figure with an error instead of hanging the run.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import os
 import random
 import socket
 import statistics
@@ -206,6 +209,73 @@ async def protocol_throughput(size: int, repeats: int, config: Config = Config()
     return best
 
 
+def pin_malloc() -> bool:
+    """Keep large buffers on glibc's heap for the rest of this process (False if not glibc).
+
+    By default glibc serves a 2 MiB buffer either by mmap (fresh pages: a page fault every
+    4 KiB, ~3x slower copies) or from the heap, switching with the process's history, so
+    the raw anchor ran at 1.2-1.6 ms or at 4 ms per 2 MiB message from one run to the next.
+    Fixed thresholds keep it in its fast mode: a stable and conservative anchor."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 32 * MiB)) and bool(libc.mallopt(m_trim_threshold, 128 * MiB))
+    except (OSError, AttributeError):
+        return False
+
+
+async def throughput_side_by_side(size: int, repeats: int, config: Config = Config()) -> dict[str, Any]:
+    """2 MiB-style throughput of raw trio-websocket and of the protocol, measured in
+    alternating requests over connections open side by side (same buffers, same moment), so
+    a neighbour's burst hits both. Rates are size / median time; `cpu_ratio` compares the
+    median process CPU time per response (the one-thread benchmark owns both ends, so CPU
+    time is the cost with the host's contention taken out)."""
+    payload = random.Random(1).randbytes(size)
+    server = Server(_payload_app(payload), config, rng=random.Random(1))
+    wall: dict[str, list[float]] = {"raw": [], "protocol": []}
+    cpu: dict[str, list[float]] = {"raw": [], "protocol": []}
+    async with trio.open_nursery() as nursery:
+        raw_port = await _raw_ws_server(nursery, payload)
+        port = await nursery.start(server.serve_tcp, HOST, 0)
+
+        async def connect() -> trio.abc.Stream:
+            return await trio.open_tcp_stream(HOST, port)
+
+        async def raw_once() -> int:
+            await ws.send_message(b"go")
+            return len(await ws.get_message())
+
+        async def protocol_once() -> int:
+            return sum([len(chunk) async for chunk in client.request("1")])
+
+        client = Client(connect, config, rng=random.Random(2))
+        async with trio.open_nursery() as inner, client.run():
+            ws = await connect_websocket(inner, HOST, raw_port, "/", use_ssl=False, **_WS_OPTIONS)
+            runs = (("raw", raw_once), ("protocol", protocol_once))
+            for i in range(repeats + 1):  # the first pair warms both paths up and is not kept
+                for name, once in runs if i % 2 else runs[::-1]:
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    with trio.fail_after(BOUND):
+                        got = await once()
+                    if got != size:
+                        raise RuntimeError(f"{name}: got {got} bytes, expected {size}")
+                    if i:
+                        wall[name].append(time.perf_counter() - start)
+                        cpu[name].append(time.process_time() - start_cpu)
+            with trio.move_on_after(2):
+                await ws.aclose()
+            inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    raw_t, proto_t = statistics.median(wall["raw"]), statistics.median(wall["protocol"])
+    return {
+        "raw_bytes_per_s": size / raw_t, "protocol_bytes_per_s": size / proto_t, "ratio": raw_t / proto_t,
+        "raw_best_bytes_per_s": size / min(wall["raw"]), "protocol_best_bytes_per_s": size / min(wall["protocol"]),
+        "cpu_ratio": statistics.median(cpu["raw"]) / statistics.median(cpu["protocol"]),
+        "raw_cpu_s": statistics.median(cpu["raw"]), "protocol_cpu_s": statistics.median(cpu["protocol"]),
+        "size": size, "repeats": repeats,
+    }
+
+
 # ---- fault proxy, no faults --------------------------------------------------------------
 async def _echo_server(nursery: trio.Nursery) -> int:
     async def handler(stream: trio.SocketStream) -> None:
@@ -253,9 +323,9 @@ async def _pump_through(stream: trio.SocketStream, total: int) -> float:
 
 
 @asynccontextmanager
-async def _proxy_process(upstream_port: int) -> AsyncIterator[int]:
+async def _proxy_process(upstream_port: int) -> AsyncIterator[tuple[int, int]]:
     """`statemodel proxy` (no faults, no byte trace) in its own process, as it is deployed;
-    yields its port and terminates it (by its own pid) afterwards."""
+    yields its (port, pid) and terminates it (by its own pid) afterwards."""
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "statemodel", "proxy", "--upstream", f"{HOST}:{upstream_port}"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -268,7 +338,7 @@ async def _proxy_process(upstream_port: int) -> AsyncIterator[int]:
                     raise RuntimeError(f"statemodel proxy exited before listening: {line!r}")
                 line += chunk
         # "proxy listening on 127.0.0.1:PORT -> ..."
-        yield int(line.split(b" -> ")[0].rsplit(b":", 1)[1])
+        yield int(line.split(b" -> ")[0].rsplit(b":", 1)[1]), proc.pid
     finally:
         proc.terminate()
         with trio.move_on_after(5):
@@ -277,6 +347,16 @@ async def _proxy_process(upstream_port: int) -> AsyncIterator[int]:
             proc.kill()
             await proc.wait()
         await proc.stdout.aclose()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def _measure_path(port: int, round_trips: int, total: int) -> tuple[list[float], float]:
@@ -296,13 +376,21 @@ async def proxy_overhead(round_trips: int, total: int, rounds: int = 3) -> dict[
     deployed); the in-process proxy, sharing one thread with client and echo server, is
     reported beside it. Direct and proxied runs alternate ``rounds`` times; medians are kept."""
     runs: dict[str, list[tuple[list[float], float]]] = {"direct": [], "proxy": [], "in_process": []}
+    cpu = {"wall": 0.0, "bench": 0.0, "proxy": 0.0}
     async with trio.open_nursery() as nursery:
         port = await _echo_server(nursery)
         inproc = FaultProxy(upstream=(HOST, port), record_bytes=False)
-        async with inproc.running(), _proxy_process(port) as proxy_port:
+        async with inproc.running(), _proxy_process(port) as (proxy_port, proxy_pid):
             for _ in range(rounds):
                 for name, target_port in (("direct", port), ("proxy", proxy_port), ("in_process", inproc.port)):
+                    before = time.perf_counter(), time.process_time(), _cpu_seconds(proxy_pid)
                     runs[name].append(await _measure_path(target_port, round_trips, total))
+                    after = time.perf_counter(), time.process_time(), _cpu_seconds(proxy_pid)
+                    if name == "proxy":  # where the time goes: wall vs CPU of each process
+                        cpu["wall"] += after[0] - before[0]
+                        cpu["bench"] += after[1] - before[1]
+                        if before[2] is not None and after[2] is not None:
+                            cpu["proxy"] += after[2] - before[2]
         nursery.cancel_scope.cancel()
     med = {name: (statistics.median(x for r in rs for x in r[0]), statistics.median(r[1] for r in rs))
            for name, rs in runs.items()}
@@ -316,6 +404,9 @@ async def proxy_overhead(round_trips: int, total: int, rounds: int = 3) -> dict[
         "throughput_ratio": p_rate / d_rate,
         "in_process_added_rtt_p50_s": i_rtt - d_rtt,
         "in_process_throughput_ratio": i_rate / d_rate,
+        # proxied runs: the proxy process's CPU and ours beside the wall time they took; a
+        # sum well below the wall time means both waited for a CPU (a contended host)
+        "proxied_wall_s": cpu["wall"], "proxied_bench_cpu_s": cpu["bench"], "proxied_proxy_cpu_s": cpu["proxy"],
         "rounds": rounds,
     }
 
@@ -324,7 +415,6 @@ async def proxy_overhead(round_trips: int, total: int, rounds: int = 3) -> dict[
 def run_all(quick: bool) -> dict[str, Any]:
     """Every loopback figure, anchors interleaved with the measured side in one process."""
     n_conn = 20 if quick else 300
-    repeats = 3 if quick else 15
     size = 2 * MiB
 
     async def main() -> dict[str, Any]:
@@ -337,10 +427,8 @@ def run_all(quick: bool) -> dict[str, Any]:
             "resume_p99_s": percentile(resume, 99),
             "samples": n_conn,
         }
-        raw_rate = await raw_throughput(size, repeats)
-        proto_rate = await protocol_throughput(size, repeats)
-        out["throughput"] = {"raw_bytes_per_s": raw_rate, "protocol_bytes_per_s": proto_rate,
-                             "ratio": proto_rate / raw_rate, "size": size, "repeats": repeats}
+        pinned = pin_malloc()
+        out["throughput"] = {**await throughput_side_by_side(size, 5 if quick else 61), "malloc_pinned": pinned}
         out["proxy"] = await proxy_overhead(100 if quick else 1000, (16 if quick else 128) * MiB, 1 if quick else 3)
         return out
 

@@ -49,10 +49,12 @@ def percentile(samples: list[float], q: float) -> float:
 # ---- anchors: raw trio-websocket ---------------------------------------------------------
 # The anchor gets the same WebSocket buffer sizes the protocol runs with (trio-websocket's
 # 4 KiB default receive buffer would make the anchor slow and the ratio flattering).
-_WS_OPTIONS = dict(message_queue_size=Config().ws_message_queue_size, max_message_size=4 * MiB,
-                   receive_buffer_size=Config().ws_receive_buffer_size)
+def _ws_options(config: Config = Config()) -> dict[str, int]:
+    return dict(message_queue_size=config.ws_message_queue_size, max_message_size=4 * MiB,
+                receive_buffer_size=config.ws_receive_buffer_size)
 
-async def _raw_ws_server(nursery: trio.Nursery, payload: bytes | None) -> int:
+
+async def _raw_ws_server(nursery: trio.Nursery, payload: bytes | None, config: Config = Config()) -> int:
     """A trio-websocket server: sends `payload` once per message received (or just accepts)."""
 
     async def handler(request) -> None:
@@ -66,7 +68,7 @@ async def _raw_ws_server(nursery: trio.Nursery, payload: bytes | None) -> int:
             return
 
     server = await nursery.start(
-        lambda task_status: serve_websocket(handler, HOST, 0, None, **_WS_OPTIONS, task_status=task_status)
+        lambda task_status: serve_websocket(handler, HOST, 0, None, **_ws_options(config), task_status=task_status)
     )
     return server.port
 
@@ -94,7 +96,7 @@ async def raw_throughput(size: int, repeats: int) -> float:
     async with trio.open_nursery() as nursery:
         port = await _raw_ws_server(nursery, payload)
         async with trio.open_nursery() as inner:
-            ws = await connect_websocket(inner, HOST, port, "/", use_ssl=False, **_WS_OPTIONS)
+            ws = await connect_websocket(inner, HOST, port, "/", use_ssl=False, **_ws_options())
             for _ in range(repeats):
                 start = time.perf_counter()
                 with trio.fail_after(BOUND):
@@ -235,7 +237,7 @@ async def throughput_side_by_side(size: int, repeats: int, config: Config = Conf
     wall: dict[str, list[float]] = {"raw": [], "protocol": []}
     cpu: dict[str, list[float]] = {"raw": [], "protocol": []}
     async with trio.open_nursery() as nursery:
-        raw_port = await _raw_ws_server(nursery, payload)
+        raw_port = await _raw_ws_server(nursery, payload, config)  # the same WebSocket buffers
         port = await nursery.start(server.serve_tcp, HOST, 0)
 
         async def connect() -> trio.abc.Stream:
@@ -250,7 +252,7 @@ async def throughput_side_by_side(size: int, repeats: int, config: Config = Conf
 
         client = Client(connect, config, rng=random.Random(2))
         async with trio.open_nursery() as inner, client.run():
-            ws = await connect_websocket(inner, HOST, raw_port, "/", use_ssl=False, **_WS_OPTIONS)
+            ws = await connect_websocket(inner, HOST, raw_port, "/", use_ssl=False, **_ws_options(config))
             runs = (("raw", raw_once), ("protocol", protocol_once))
             for i in range(repeats + 1):  # the first pair warms both paths up and is not kept
                 for name, once in runs if i % 2 else runs[::-1]:

@@ -18,17 +18,39 @@ from .protocol import Link
 
 
 class Notifier:
-    """Wake every waiter when shared state changed (acks, new frames, closes)."""
+    """Wake waiters when shared state changed (acks, new frames, closes).
+
+    `wait()` wakes on every change; `wait_until(cond)` only once `cond()` holds after one,
+    checked here, so a server's writers do not all wake for each message of every
+    connection (a task switch each) just to find their own outbox empty."""
 
     def __init__(self) -> None:
         self._event = trio.Event()
+        self._until: dict[trio.Event, Callable[[], object]] = {}
 
     def notify(self) -> None:
         self._event.set()
         self._event = trio.Event()
+        if self._until:
+            for event, cond in list(self._until.items()):
+                if cond():
+                    del self._until[event]
+                    event.set()
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    async def wait_until(self, cond: Callable[[], object]) -> None:
+        """Return once `cond()` is true (checked at once, then after each notify)."""
+        if cond():
+            await trio.lowlevel.checkpoint()
+            return
+        event = trio.Event()
+        self._until[event] = cond
+        try:
+            await event.wait()
+        finally:
+            self._until.pop(event, None)  # cancelled: forget the condition
 
 
 async def run_link(
@@ -86,7 +108,7 @@ async def run_link(
                     raise trio.TooSlowError
                 if link.close is not None:
                     break
-                await changed.wait()
+                await changed.wait_until(lambda: link.outbox or link.close is not None)
             code, reason = link.close
             # Bounded: trio-websocket's aclose() waits for the peer's close frame forever.
             with trio.move_on_after(config.close_timeout):

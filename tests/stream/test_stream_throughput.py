@@ -100,3 +100,37 @@ def test_text_fragments_are_whole_characters_even_below_four_bytes(size, text):
     decoded = [str(p, "utf-8") for p in parts]  # raises if a fragment splits a character
     assert "".join(decoded) == text
     assert all(len(p) <= size or len(s) == 1 for p, s in zip(parts, decoded))  # only a lone wide char may exceed
+
+
+def test_notifier_wait_until_wakes_only_once_its_condition_holds():
+    import trio
+    import trio.testing
+
+    from statemodel.stream.wslink import Notifier
+
+    async def main():
+        n = Notifier()
+        state = {"ready": False}
+        woke = []
+
+        async def waiter():
+            await n.wait_until(lambda: state["ready"])
+            woke.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            n.notify()  # a change that does not concern the waiter
+            await trio.testing.wait_all_tasks_blocked()
+            assert woke == []
+            state["ready"] = True
+            assert woke == []  # the condition is checked when notified, not polled
+            n.notify()
+        assert len(woke) == 1
+        await n.wait_until(lambda: True)  # already true: returns at once
+
+        with trio.move_on_after(1):  # cancelled while waiting: the condition is forgotten
+            await n.wait_until(lambda: False)
+        assert n._until == {}
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

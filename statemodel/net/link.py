@@ -287,8 +287,18 @@ class Pipe:
             raise ValueError(f"{fault!r} is not a per-direction fault")
 
     def heal(self) -> None:
-        self.reset_degrade()
         now = trio.current_time()
+        if self.bps:
+            # The bottleneck is gone, so its queue drains now: bytes written under a bandwidth
+            # cap keep only their propagation delay. Without this, 1.5 MB queued at 20 KB/s
+            # still trickled for 75 s after the heal (found by StreamMachine as 'no loss at
+            # quiescence' once the recovery bound ran out).
+            cap = now + self.latency
+            for entry in self.queue:
+                entry[0] = min(entry[0], cap)
+            self.last_at = min(self.last_at, cap)
+            self.bw_free = now
+        self.reset_degrade()
         while self.held:
             item = self.held.popleft()
             t = max(now, self.last_at)
@@ -458,8 +468,14 @@ class LinkNetwork:
         return fid
 
     def heal(self, link: int | None = None) -> None:
-        """Lift persistent faults: all of them (``None``), or those of one link."""
+        """Lift persistent faults: all of them (``None``), or those of one link. A network-wide
+        heal also disarms pending ``DropDuringHandshake`` drops: after it the network is
+        healthy, and a recovery bound measured from it must not pay for drops armed earlier
+        (found by StreamMachine: five armed drops outlived the heal, 5 x 2 s handshake
+        timeouts > the 10 s recovery bound, a false failure)."""
         self.trace.add(trio.current_time(), link, "both", "fault", 0, "Heal()")
+        if link is None:
+            self._handshake_drops = 0
         for fid in [fid for fid, (_, t) in self._faults.items() if link is None or t == link]:
             del self._faults[fid]
         targets = self.links if link is None else [link] if link in self._links else []

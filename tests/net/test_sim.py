@@ -290,6 +290,22 @@ def test_drop_during_handshake_kills_only_the_next_link_at_the_servers_first_byt
     run(main)
 
 
+def test_network_wide_heal_disarms_pending_handshake_drops():
+    """Heal means healthy from now on: drops armed before it must not hit later links."""
+    async def main():
+        net = SimNetwork(0)
+        listener = net.listener()
+        net.apply(F.DropDuringHandshake())
+        net.apply(F.DropDuringHandshake())
+        net.heal()
+        client = await net.connect()
+        server = await listener.accept()
+        await server.send_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        assert await read_exactly(client, 36)
+
+    run(main)
+
+
 def test_bandwidth_serialises_writes():
     async def main():
         net = SimNetwork(0)
@@ -303,6 +319,26 @@ def test_bandwidth_serialises_writes():
             await client.aclose()
         assert got[0] == (pytest.approx(0.5), b"a" * 500)
         assert got[1] == (pytest.approx(2.0), b"b" * 1500)
+
+    run(main)
+
+
+def test_heal_drains_bytes_queued_behind_a_bandwidth_cap():
+    """Bytes written under a cap are delivered soon after heal, not at the capped rate."""
+    async def main():
+        net = SimNetwork(0)
+        got = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sink, net.listener(), got)
+            client = await net.connect()
+            net.apply(F.Bandwidth("c2s", bytes_per_second=1000))
+            await client.send_all(b"a" * 500)
+            await client.send_all(b"b" * 9500)  # 10 s at the cap
+            await trio.sleep(1.0)
+            net.heal()
+            await client.aclose()
+        assert got[0] == (pytest.approx(0.5), b"a" * 500)
+        assert got[1] == (pytest.approx(1.0), b"b" * 9500)
 
     run(main)
 

@@ -19,19 +19,28 @@ ALPHABET = "abcdefghij KLMNOP0123456789\n\"\\éßøЖλ€中文字😀🎉𝄞"
 
 
 _CHAR_OF_BYTE = [ALPHABET[b % len(ALPHABET)] for b in range(256)]
+# The same mapping as four byte tables, one per byte of each character's UTF-32-LE code: four
+# C-speed `bytes.translate` calls and one decode instead of a Python call per character
+# (3-4x faster; multi-MiB text chunks are drawn all the time).
+_UTF32_LANES = [bytes((ord(c) >> (8 * k)) & 0xFF for c in _CHAR_OF_BYTE) for k in range(4)]
 
 
-# Cached: the app and the tester's model both derive the same multi-MiB chunks.
-@functools.lru_cache(maxsize=32)
+# Cached: the app and the tester's model both derive the same multi-MiB chunks, close together
+# in time, so a few entries suffice (each may be 4 MiB; 32 of them cost a worker 128 MiB).
+@functools.lru_cache(maxsize=8)
 def blob(seed: int, size: int) -> bytes:
     """`size` bytes of SHAKE-256(b"statemodel:<seed>") (one XOF call: fast, standard everywhere)."""
     return hashlib.shake_256(b"statemodel:%d" % seed).digest(size)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def text(seed: int, chars: int) -> str:
     """`chars` characters: ALPHABET[b % len(ALPHABET)] for each byte b of blob(seed, chars)."""
-    return "".join(map(_CHAR_OF_BYTE.__getitem__, blob(seed, chars)))
+    raw = blob(seed, chars)
+    wide = bytearray(4 * chars)
+    for k, lane in enumerate(_UTF32_LANES):
+        wide[k::4] = raw.translate(lane)
+    return wide.decode("utf-32-le")
 
 
 def chunk_of(spec: dict[str, Any]) -> str | bytes:

@@ -92,6 +92,9 @@ class SoakResult:
         return {**asdict(self), "samples": [asdict(s) for s in self.samples]}
 
 
+STATS_SILENCE = 30.0  # seconds without a stats line before the soak records a stall
+
+
 class ServerProcess:
     """The reference server in a subprocess, with its latest stats line."""
 
@@ -102,6 +105,7 @@ class ServerProcess:
         self.stats: dict[str, Any] = {}
         self.proc: trio.Process | None = None
         self.stderr_tail = b""
+        self.stalls: list[str] = []  # stats silences longer than STATS_SILENCE (hung or starved)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         cmd = [sys.executable, "-m", "statemodel.soak.server", "--port", "0", "--interval", "0.5",
@@ -112,9 +116,18 @@ class ServerProcess:
                                                      check=False, task_status=task_status))
             buf = b""
             started = False
+            silent_since = trio.current_time()
             while True:
-                with trio.fail_after(30):  # the server prints a stats line every 0.5 s
+                # The server prints a stats line every 0.5 s: a long silence is a failure to
+                # report (hung, or starved by a loaded host), not a reason to crash the soak.
+                with trio.move_on_after(STATS_SILENCE) as quiet:
                     data = await self.proc.stdout.receive_some(65536)
+                if quiet.cancelled_caught:
+                    if len(self.stalls) < 10:
+                        self.stalls.append(f"the server printed no stats for {STATS_SILENCE:g} s "
+                                           f"(from t={silent_since:.0f} s of the trio clock): hung or starved")
+                    continue
+                silent_since = trio.current_time()
                 if not data:
                     raise RuntimeError(f"soak server exited (code {self.proc.poll()})")
                 buf += data
@@ -289,6 +302,7 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
         result.failures[:0] = honest.violations[:20]
         if server is not None:
             await _settle(server, cfg, result, sample)
+            result.failures.extend(server.stalls)
             _trend(result.samples, cfg, result)
             server.stop()
         root.cancel_scope.cancel()

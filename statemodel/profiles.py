@@ -28,7 +28,7 @@ PROFILES: dict[str, dict] = {
     # Long runs: many examples, longer programs.
     "nightly": dict(COMMON, max_examples=20_000, stateful_step_count=80, print_blob=True),
     # Mutant hunting: find one bug fast and shrink it; no database, first bug only.
-    "hunt": dict(COMMON, max_examples=100_000, stateful_step_count=30, database=None,
+    "hunt": dict(COMMON, max_examples=100_000, stateful_step_count=20, database=None,
                  report_multiple_bugs=False, print_blob=True),
     # Re-run what the database holds; generate nothing new.
     "replay": dict(COMMON, phases=(Phase.explicit, Phase.reuse, Phase.shrink), print_blob=True),

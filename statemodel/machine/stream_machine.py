@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import trio
 from hypothesis import event as hypothesis_event, strategies as st
 from hypothesis.control import currently_in_test_context
-from hypothesis.stateful import Bundle, consumes, initialize, invariant, precondition, rule
+from hypothesis.stateful import Bundle, consumes, initialize, invariant, multiple, precondition, rule
 
 from statemodel.bridge import TrioStateMachine
 from statemodel.machine.options import MachineOptions
@@ -33,7 +33,12 @@ from strategies.payloads import chunk_specs
 
 MAX_SESSIONS = 3
 MAX_STREAMS_PER_SESSION = 4
-STEP = 0.001  # virtual seconds the world runs after every rule: zero-latency traffic lands, acks (50 ms) do not
+SESSION = st.integers(0, MAX_SESSIONS - 1)  # a session argument: see StreamMachine._session
+# Virtual seconds the world runs after every rule: between one and two one-way link latencies
+# (reference.BASE_LATENCY, 5 ms), so after a rule its request has arrived and the answer is
+# in flight, and a drop in the very next rule lands on it (replay bugs live there). With 1 ms
+# steps the end_not_replayed mutant needed 5+ filler steps between `end` and `drop`.
+STEP = 0.007
 
 
 CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
@@ -104,7 +109,6 @@ class StreamMachine(TrioStateMachine):
     options: ClassVar[MachineOptions] = MachineOptions()
     real_time: ClassVar[bool] = False  # set for tcp/netns transports (see machine_class)
 
-    sessions = Bundle("sessions")
     streams = Bundle("streams")
 
     def __init__(self) -> None:
@@ -114,6 +118,7 @@ class StreamMachine(TrioStateMachine):
         self.handles: list[SessionHandle] = []
         self.violations: list[BaseException] = []
         self.context_counter = 0
+        self.faulted = False  # a drop or degrade was applied since the last heal
         self._trace_seen = 0
         self.recorder = None
         if self.options.record:
@@ -123,12 +128,18 @@ class StreamMachine(TrioStateMachine):
             Recorder.last = self.recorder
 
     # ---- lifecycle ------------------------------------------------------------------------
-    @initialize(seed=st.integers(0, 2**16 - 1))
+    @initialize(target=streams, seed=st.integers(0, 2**16 - 1), chunks=st.lists(chunk_specs(), max_size=3))
     @recorded
-    def boot(self, seed: int) -> None:
-        """Build the network and the target from one seed: every random choice below derives from it."""
+    def boot(self, seed: int, chunks: list[dict]) -> StreamHandle:
+        """Build the network and the target from one seed (every random choice below derives
+        from it), connect session 0 and open its first stream, which streams ``chunks``.
+
+        Every example starts with a live session and a stream with data in flight. Left to
+        the rule draw, most examples never connected (swarm testing often switches
+        ``connect`` off for a whole example) and could find no replay bug at all."""
         self.seed = seed
         self.run(self._boot, seed)
+        return self._open(self._new_session(), chunks)
 
     def build_target(self, seed: int):
         """The target this machine drives (subclasses such as HostileMachine swap in their own)."""
@@ -171,9 +182,18 @@ class StreamMachine(TrioStateMachine):
 
     # ---- sessions --------------------------------------------------------------------------
     @precondition(lambda self: self.model is not None and len(self.handles) < MAX_SESSIONS)
-    @rule(target=sessions)
+    @rule()
     @recorded
-    def connect(self) -> SessionHandle:
+    def connect(self) -> None:
+        """Another client session (session 1, 2, ...) on the same server."""
+        self._new_session()
+
+    def _session(self, index: int) -> SessionHandle:
+        """Session arguments are small ints, clamped to the sessions that exist (session 0
+        always does), so programs read ``session=0`` and shrink towards it."""
+        return self.handles[min(index, len(self.handles) - 1)]
+
+    def _new_session(self) -> SessionHandle:
         handle = SessionHandle(self.model.new_session())
         self.handles.append(handle)
         self._step(self._connect, handle)
@@ -235,12 +255,19 @@ class StreamMachine(TrioStateMachine):
 
     # ---- streams ---------------------------------------------------------------------------
     @precondition(lambda self: self.model is not None)
-    @rule(target=streams, session=sessions, chunks=st.lists(chunk_specs(), max_size=3))
+    @rule(target=streams, session=SESSION, chunks=st.lists(chunk_specs(), max_size=3))
     @recorded
-    def open_stream(self, session: SessionHandle, chunks: list[dict]) -> StreamHandle:
-        if len(session.streams) >= MAX_STREAMS_PER_SESSION:
+    def open_stream(self, session: int, chunks: list[dict]):
+        handle = self._session(session)
+        live = sum(1 for h in handle.streams if self.model.streams[h.key].outcome is None)
+        if live >= MAX_STREAMS_PER_SESSION:
+            # Below any server's max_streams_per_session (the hostile config allows 6), so
+            # the model never has to predict a too_many_streams refusal.
             event("open_stream: session at its stream limit")
-            chunks = chunks[:0]
+            return multiple()
+        return self._open(handle, chunks)
+
+    def _open(self, session: SessionHandle, chunks: list[dict]) -> StreamHandle:
         command = {"op": "emit", "chunks": chunks}
         key = self.model.open_stream(session.index, command)
         handle = StreamHandle(session, len(session.streams), key)
@@ -356,6 +383,10 @@ class StreamMachine(TrioStateMachine):
         stream.outbox.send_nowait("cancel")
         self.run(trio.sleep, STEP)
 
+    def _live_streams(self) -> bool:
+        """Some stream is still running, so a restart or a settle has something to lose."""
+        return any(st_.outcome is None for st_ in self.model.streams.values())
+
     def _skip_closed(self, stream: StreamHandle) -> bool:
         """A stream the server already reset takes no commands; say so in the statistics."""
         st_ = self.model.streams[stream.key]
@@ -380,11 +411,11 @@ class StreamMachine(TrioStateMachine):
         self.run(trio.sleep, STEP)
 
     # ---- faults ----------------------------------------------------------------------------
-    @rule(session=sessions, fault=drop_faults())
+    @rule(session=SESSION, fault=drop_faults())
     @recorded
-    def drop(self, session: SessionHandle, fault: F.Fault) -> None:
+    def drop(self, session: int, fault: F.Fault) -> None:
         event(f"fault: {type(fault).__name__}")
-        self._step(self._apply, session, fault)
+        self._step(self._apply, self._session(session), fault)
 
     @rule(fault=degrade_faults())
     @recorded
@@ -395,12 +426,14 @@ class StreamMachine(TrioStateMachine):
 
     async def _apply(self, session: SessionHandle | None, fault: F.Fault) -> None:
         self._note("net", "fault", repr(fault))
+        self.faulted = True
         link = None if session is None else session.link
         if session is not None and link is None:
             self._note("net", "skipped", f"{fault!r}: session {session.index} has no link yet")
         elif not self.target.apply(fault, link):
             self._note("net", "skipped", f"{fault!r}: link {link} already closed")
 
+    @precondition(lambda self: self.faulted)
     @rule()
     @recorded
     def heal(self) -> None:
@@ -409,6 +442,7 @@ class StreamMachine(TrioStateMachine):
     async def _heal(self) -> None:
         self._note("net", "fault", "Heal()")
         self.target.heal()
+        self.faulted = False
 
     @rule(seconds=st.sampled_from([0.01, 0.1, 1.0, 5.0, 30.0]))
     @recorded
@@ -438,7 +472,7 @@ class StreamMachine(TrioStateMachine):
         await self._advance(seconds)
         await self._heal()
 
-    @precondition(lambda self: self.target is not None and self.target.can_restart)
+    @precondition(lambda self: self.target is not None and self.target.can_restart and self._live_streams())
     @rule()
     @recorded
     def restart_server(self) -> None:
@@ -448,13 +482,14 @@ class StreamMachine(TrioStateMachine):
         self._step(self.target.restart_server)
 
     @precondition(lambda self: any(h.session_id for h in self.handles))
-    @rule(session=sessions)
+    @rule(session=SESSION)
     @recorded
-    def forge_resume(self, session: SessionHandle) -> None:
+    def forge_resume(self, session: int) -> None:
         """A rogue peer tries to resume this session with a forged token: it must never get in.
 
         PROTOCOL.md asks for close code 4003; the code is recorded, but only acceptance fails
         the run, since a degraded network may eat the close frame (the rogue then sees 1006)."""
+        session = self._session(session)
         if session.session_id is None:
             event("forge_resume: session not established yet")
             return
@@ -500,6 +535,7 @@ class StreamMachine(TrioStateMachine):
     async def _settle(self, bound: float) -> None:
         self._note("net", "fault", "Heal()")
         self.target.heal()
+        self.faulted = False
         start = trio.current_time()
         deadline = start + bound
         while trio.current_time() < deadline:

@@ -56,11 +56,11 @@ def test_program_steps_counts_rules_not_invariants_or_teardown() -> None:
 
     program = "\n".join([
         "state = StreamMachine_sim()",
-        "state.boot(seed=0)",
+        "streams_0 = state.boot(seed=0, chunks=[])",
         "state.invariants_hold()",
-        "sessions_0 = state.connect()",
+        "state.connect()",
         "state.invariants_hold()",
-        "state.drop(fault=Abort(), session=sessions_0)",
+        "state.drop(fault=Abort(), session=0)",
         "state.teardown()",
     ])
     assert program_steps(program) == 3

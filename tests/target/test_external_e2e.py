@@ -7,6 +7,7 @@ tester); the machine reaches it only by its ws:// URL, as it would reach yours.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,7 @@ def test_reference_server_over_tcp_passes(script_server_url: str) -> None:
     # sessions really dial the server through the proxy and stream end to end.
     state = Counted()
     try:
-        state.boot(seed=0)
-        session = state.connect()
-        state.open_stream(chunks=[{"kind": "text", "seed": 1, "chars": 100}], session=session)
+        state.boot(seed=0, chunks=[{"kind": "text", "seed": 1, "chars": 100}])
         state.settle()
     finally:
         state.teardown()
@@ -81,7 +80,8 @@ def test_fuzz_cli_against_a_ws_url(script_server_url: str, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     assert f"target {script_server_url} over tcp" in out
-    assert "examples 3, steps 90, failures 0" in out
+    counts = re.search(r"examples (\d+), steps (\d+), failures 0", out)
+    assert counts and int(counts[1]) >= 3 and int(counts[2]) > 0, out[-2000:]
     assert "Latency=" in out  # faults went through the proxy
 
 

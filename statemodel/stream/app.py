@@ -19,14 +19,30 @@ if TYPE_CHECKING:
 App = Callable[["Request"], AsyncIterator["str | bytes"]]
 
 
+def _size(msg: str | bytes) -> int:
+    return len(msg) if isinstance(msg, (bytes, bytearray, memoryview)) else len(msg.encode("utf-8"))
+
+
 class Request:
     def __init__(self, server: "Server", session_id: str, stream_id: int, payload: str | bytes) -> None:
         self._server = server
         self.session_id = session_id
         self.stream_id = stream_id
         self.payload = payload
-        # Unbounded on purpose: the client's replay buffer bounds what can be in flight.
+        # Bounded by bytes in `_queue`, not by the channel: one message is always accepted.
         self._send, self._recv = trio.open_memory_channel[Any](math.inf)
+        self._backlog = 0  # bytes queued for the app, not yet read
+        self.overflowed = False  # the app fell more than Config.app_backlog_bytes behind
+
+    def _queue(self, msg: str | bytes, limit: int) -> bool:
+        """Hand a client message to the app; False (and nothing queued) past the backlog bound."""
+        size = _size(msg)
+        if self._backlog and self._backlog + size > limit:
+            self.overflowed = True
+            return False
+        self._backlog += size
+        self._send.send_nowait(msg)
+        return True
 
     @property
     def context(self) -> dict[str, Any]:
@@ -39,9 +55,12 @@ class Request:
 
     async def receive(self) -> str | bytes:
         """Next client message on this stream, each delivered exactly once."""
-        return await self._recv.receive()
+        msg = await self._recv.receive()
+        self._backlog -= _size(msg)
+        return msg
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         async for msg in self._recv:
+            self._backlog -= _size(msg)
             yield msg
 

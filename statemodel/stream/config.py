@@ -36,6 +36,10 @@ class Config:
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000
     max_streams_per_session: int = 256  # concurrently open streams
+    # Client messages a stream's app has not read yet (the server acks on receipt, so the
+    # client's replay bound does not cover them). One message is always accepted; beyond it
+    # the stream fails with error `app_backlog` instead of growing without bound.
+    app_backlog_bytes: int = 16 * MiB
     backoff_base: float = 0.05
     backoff_max: float = 5.0
     backoff_jitter: float = 0.5  # fraction of the delay that is randomised away
@@ -53,7 +57,7 @@ class Config:
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
                      "replay_max_count", "server_max_buffered_bytes", "server_max_buffered_items",
                      "server_overdraft_sessions", "max_sessions",
-                     "max_streams_per_session"):
+                     "max_streams_per_session", "app_backlog_bytes"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.ack_interval < 0 or self.backoff_base < 0 or self.backoff_max < 0:

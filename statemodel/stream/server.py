@@ -158,7 +158,9 @@ class Server:
                 self._nursery.start_soon(self._run_app, ev, *self._apps[key])
             elif isinstance(ev, P.Message):
                 if key in self._apps:
-                    self._apps[key][1]._send.send_nowait(ev.data)
+                    scope, request = self._apps[key]
+                    if not request._queue(ev.data, self.config.app_backlog_bytes):
+                        scope.cancel()  # the app stopped reading: fail the stream, keep the server bounded
             elif isinstance(ev, (P.Cancelled, P.StreamGone)):
                 if key in self._apps:
                     self._apps[key][0].cancel()
@@ -195,6 +197,7 @@ class Server:
                 error = f"{type(exc).__name__}: {exc}"
         del self._apps[key]
         if scope.cancelled_caught:
-            error = "cancelled"  # no-op if the stream is already gone (lost/expired)
+            # "cancelled" is a no-op if the stream is already gone (lost/expired)
+            error = "app_backlog" if request.overflowed else "cancelled"
         self.proto.finish(ev.session, ev.sid, trio.current_time(), error)
         self._changed.notify()

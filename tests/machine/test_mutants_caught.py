@@ -15,8 +15,9 @@ from statemodel.stream.mutants import MUTANTS
 
 # Hunts in tests are bounded by an example count, not wall time: the same seed explores the
 # same examples on any machine, so a pass or a failure here never depends on load.
-# Together these cover replay/dedupe, connection-scoped state and forged tokens.
-CI_MUTANTS = ["no_dedupe", "inflight_per_connection", "token_not_checked"]
+# Together these cover replay/dedupe, connection-scoped state, multiplexed acks, UTF-8
+# fragmentation and forged tokens.
+CI_MUTANTS = ["no_dedupe", "inflight_per_connection", "ack_wrong_stream", "split_inside_char", "token_not_checked"]
 CI_EXAMPLES = 1500
 
 

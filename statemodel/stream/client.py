@@ -90,17 +90,28 @@ class ClientStream:
         except EndOfStream:
             raise StopAsyncIteration from None
 
+    def _live(self) -> bool:
+        """Still this client's stream for its id. Ids start again at 1 in a replacement session,
+        so a handle of a reset stream must not reach the new stream that took its id (found by
+        StreamMachine: an echo on a stale handle arrived in another stream)."""
+        return self._client._streams.get(self.stream_id) is self
+
     async def send(self, msg: str | bytes) -> None:
-        """Queue a message for the server app; delivered exactly once (waits if buffers are full)."""
+        """Queue a message for the server app; delivered exactly once (waits if buffers are full).
+        Raises ValueError once the stream is over (ended, failed or reset)."""
         await self._client._wait_capacity()
+        if not self._live():
+            raise ValueError(f"stream {self.stream_id} is over (it ended or was reset)")
         self._client.proto.send(self.stream_id, msg, trio.current_time())
         self._client._changed.notify()
 
     async def cancel(self) -> None:
         """Ask the server to cancel the app; survives reconnects. The stream then ends with
-        StreamError('cancelled') (or EndOfStream if the app finished first)."""
-        self._client.proto.cancel(self.stream_id, trio.current_time())
-        self._client._changed.notify()
+        StreamError('cancelled') (or EndOfStream if the app finished first). A no-op once the
+        stream is over."""
+        if self._live():
+            self._client.proto.cancel(self.stream_id, trio.current_time())
+            self._client._changed.notify()
         await trio.lowlevel.checkpoint()
 
 

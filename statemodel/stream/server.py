@@ -187,6 +187,11 @@ class Server:
                             break
                         if not isinstance(chunk, (str, bytes)):
                             raise TypeError(f"app yielded {type(chunk).__name__}; chunks must be str or bytes")
+                        # The app may have waited (e.g. for a client message) after the check
+                        # above while another stream filled the buffer: check again, or every
+                        # such stream overshoots the bound by a message (found by StreamMachine).
+                        while not self.proto.has_capacity(ev.session):
+                            await self._changed.wait()
                         if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
                             break
                         chunk = None  # encoded into the replay buffer: don't hold a second copy

@@ -5,7 +5,7 @@ by a test that replays its shrunk program step by step."""
 from __future__ import annotations
 
 from statemodel.machine import MachineOptions, machine_class
-from statemodel.net.faults import Abort, CleanClose, DropDuringHandshake, HalfOpen
+from statemodel.net.faults import Abort, CleanClose, DropDuringHandshake, HalfOpen, Latency
 
 StreamMachine = machine_class(MachineOptions())
 
@@ -62,3 +62,36 @@ def test_handshake_drops_armed_before_a_heal_do_not_outlive_it():
         state.drop(fault=DropDuringHandshake(), session=0)
 
     run(program, boot_chunks=[{"kind": "text", "seed": 0, "chars": 0}])
+
+
+def test_a_stale_stream_handle_cannot_reach_the_stream_that_reused_its_id():
+    """After a server restart the replacement session numbers streams from 1 again; an echo
+    on a handle of the old session (its reset not yet read) arrived in the new stream 2."""
+
+    def program(state, first):
+        streams_1 = state.open_stream(chunks=[{"kind": "text", "seed": 0, "chars": 0}], session=0)
+        state.pause_consumer(stream=streams_1)
+        state.open_stream(chunks=[], session=0)
+        state.restart_server()
+        state.forge_resume(session=0)
+        state.open_stream(chunks=[], session=0)
+        state.degrade(fault=Latency(direction="c2s", seconds=0.01))
+        state.open_stream(chunks=[], session=0)
+        state.echo(data="", stream=streams_1)
+        state.settle()
+
+    run(program)
+
+
+def test_an_app_that_waited_for_input_rechecks_the_replay_bound_before_pushing():
+    """Two streams of one session each pushed a 1.6 MB message: the second app had passed the
+    capacity check before waiting for its `emit` command, then pushed past replay_max_bytes."""
+
+    def program(state, first):
+        state.settle()
+        state.settle()
+        state.open_stream(chunks=[{"kind": "text", "seed": 0, "chars": 0},
+                                  {"kind": "text", "seed": 0, "chars": 1048575}], session=0)
+        state.emit(chunks=[{"kind": "text", "seed": 0, "chars": 1048575}], stream=first)
+
+    run(program)

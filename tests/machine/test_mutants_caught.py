@@ -41,6 +41,7 @@ def test_mutant_is_caught_and_shrunk(name, hunts):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a 20,000-example hunt; the suite's 300 s default would cut it short
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_every_mutant_is_caught(name):
     result = hunt(name, budget_seconds=None, seed=0, max_examples=20_000)

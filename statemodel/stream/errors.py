@@ -16,7 +16,7 @@ class CloseCode(IntEnum):
     FORGED_TOKEN = 4003  # resume of a known session with the wrong token; final
     FRAME_TOO_LARGE = 4004  # encoded frame above max_frame_size; final
     MESSAGE_TOO_LARGE = 4005  # reassembled message above max_message_size; final
-    SUPERSEDED = 4006  # a newer connection took over this session (fencing); final
+    SUPERSEDED = 4006  # a newer connection took over this session (fencing); retryable
     HANDSHAKE_TIMEOUT = 4007  # no hello/welcome within handshake_timeout; retryable
     PEER_DEAD = 4008  # nothing received for dead_after; retryable
     SERVER_BUSY = 4009  # max_sessions reached; retryable
@@ -32,6 +32,10 @@ RETRYABLE = frozenset(
         CloseCode.HANDSHAKE_TIMEOUT,
         CloseCode.PEER_DEAD,
         CloseCode.SERVER_BUSY,
+        # The client runs one connection at a time, so a 4006 on it means a delayed hello of
+        # one of its own earlier attempts won the race (found by StreamMachine: c2s latency,
+        # then a drop; the client gave the session up). Reconnecting fences the stale one.
+        CloseCode.SUPERSEDED,
     }
 )
 

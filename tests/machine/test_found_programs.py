@@ -95,3 +95,21 @@ def test_an_app_that_waited_for_input_rechecks_the_replay_bound_before_pushing()
         state.emit(chunks=[{"kind": "text", "seed": 0, "chars": 1048575}], stream=first)
 
     run(program)
+
+
+def test_a_delayed_hello_of_an_older_attempt_does_not_end_the_session():
+    """Under 100 ms c2s latency the hello of an aborted reconnect attempt reached the server
+    after the next attempt had resumed: the server fenced the live connection (4006) and the
+    client, treating 4006 as final, gave the session up ('recovery within bound')."""
+
+    def program(state, first):
+        state.connect()
+        state.cancel(stream=first)
+        state.connect()
+        state.drop(fault=Abort(), session=1)
+        state.degrade(fault=Latency(direction="c2s", seconds=0.1))
+        state.drop(fault=CleanClose(), session=1)
+        state.drop(fault=Abort(), session=0)
+        state.heal()
+
+    run(program)

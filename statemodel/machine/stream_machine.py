@@ -384,7 +384,7 @@ class StreamMachine(TrioStateMachine):
         self.run(trio.sleep, STEP)
 
     def _live_streams(self) -> bool:
-        """Some stream is still running, so a restart or a settle has something to lose."""
+        """Some stream is still running, so a server restart has something to lose."""
         return any(st_.outcome is None for st_ in self.model.streams.values())
 
     def _skip_closed(self, stream: StreamHandle) -> bool:

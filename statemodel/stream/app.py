@@ -41,7 +41,7 @@ class Request:
             self.overflowed = True
             return False
         self._backlog += size
-        self._send.send_nowait(msg)
+        self._send.send_nowait((size, msg))  # the size travels along: text is encoded once
         return True
 
     @property
@@ -55,12 +55,12 @@ class Request:
 
     async def receive(self) -> str | bytes:
         """Next client message on this stream, each delivered exactly once."""
-        msg = await self._recv.receive()
-        self._backlog -= _size(msg)
+        size, msg = await self._recv.receive()
+        self._backlog -= size
         return msg
 
     async def messages(self) -> AsyncIterator[str | bytes]:
-        async for msg in self._recv:
-            self._backlog -= _size(msg)
+        async for size, msg in self._recv:
+            self._backlog -= size
             yield msg
 

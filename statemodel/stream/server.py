@@ -170,6 +170,12 @@ class Server:
         self.proto.set_context(session, key, value, trio.current_time())
         self._changed.notify()
 
+    async def _room(self, session: str) -> None:
+        """Wait until the session may buffer another message (no checkpoint when it already
+        may: the caller pushes right after, before another app can take the room)."""
+        while not self.proto.has_capacity(session):
+            await self._changed.wait()
+
     async def _run_app(self, ev: P.Opened, scope: trio.CancelScope, request: Request) -> None:
         key = (ev.session, ev.sid)
         error: str | None = None
@@ -179,8 +185,7 @@ class Server:
                     while True:
                         # Backpressure before pulling the next chunk, so a parked app holds
                         # no chunk in memory either.
-                        while not self.proto.has_capacity(ev.session):
-                            await self._changed.wait()
+                        await self._room(ev.session)
                         try:
                             chunk = await chunks.__anext__()
                         except StopAsyncIteration:
@@ -190,8 +195,7 @@ class Server:
                         # The app may have waited (e.g. for a client message) after the check
                         # above while another stream filled the buffer: check again, or every
                         # such stream overshoots the bound by a message (found by StreamMachine).
-                        while not self.proto.has_capacity(ev.session):
-                            await self._changed.wait()
+                        await self._room(ev.session)
                         if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
                             break
                         chunk = None  # encoded into the replay buffer: don't hold a second copy

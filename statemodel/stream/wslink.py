@@ -100,8 +100,13 @@ async def run_link(
                 # Re-check after every send: frames queued while we were inside
                 # send_message() must not wait for the next wakeup (lost-wakeup bug).
                 with trio.CancelScope() as bound:  # one scope per batch, re-armed per send
-                    while link.outbox:
+                    while link.outbox and link.close is None:
                         for data in link.take():
+                            # A closed link sends nothing more: a peer declared dead behind a
+                            # slow link would otherwise keep being fed its whole backlog (a
+                            # 1 MiB queue at 20 KB/s held a dead connection open for 25 s).
+                            if link.close is not None:
+                                break
                             bound.deadline = trio.current_time() + config.send_timeout
                             await ws.send_message(data)
                 if bound.cancelled_caught:

@@ -85,9 +85,13 @@ async def run_link(
                 changed.notify()
         except ConnectionClosed as exc:
             if link.close is not None:
-                # We are closing: trio-websocket 0.12.2's aclose() records *our* close as
-                # 1000 whatever code we sent, so report the code the core decided.
-                finish(*link.close)
+                # We are closing, and the writer owns the close: it reports the code the core
+                # decided (trio-websocket 0.12.2's aclose() records *our* close as 1000
+                # whatever code we sent). Finishing here would cancel the writer's bounded
+                # closing handshake -- aclose() closes the receive side first, which ends
+                # get_message() at once -- and drop TCP before the peer read our close frame:
+                # a peer sending at that moment got a write error and saw 1006 instead of the
+                # code (a fenced client never learned it was superseded).
                 return
             r = exc.reason
             code = int(r.code) if r is not None else int(CloseCode.ABNORMAL)

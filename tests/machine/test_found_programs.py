@@ -133,3 +133,22 @@ def test_a_connection_declared_dead_behind_a_bandwidth_cap_closes_at_once():
         state.advance(seconds=30.0)
 
     run(program)
+
+
+def test_a_fenced_client_that_is_sending_still_reads_4006():
+    """Found by the take_over rule on the correct implementation. Upstream behaviour
+    (trio-websocket 0.12.2): ``aclose()`` closes the receive channel before the closing
+    handshake, so our reader's ``get_message()`` raised at once, and the reader ended the
+    link -- cancelling the writer's bounded handshake and dropping TCP before the client had
+    read the 4006 close frame. The client, sending an ack at that moment, got a write error
+    and reported 1006: it never learned it was superseded. The writer now owns our close."""
+
+    def program(state, first):
+        state.drop(fault=CleanClose(), session=0)
+        state.heal()
+        state.cancel(stream=first)
+        state.forge_resume(session=0)
+        state.take_over(session=0)
+        assert state.handles[0].fenced == 1
+
+    run(program)

@@ -1,8 +1,13 @@
-"""A rogue peer that knows a victim's session id (ids are not secret) but not its token.
+"""Rogue peers, over any dial function, against any server speaking the protocol.
 
-It learns the server's epoch from a session of its own, then tries to resume the victim's
+``forge_resume`` knows a victim's session id (ids are not secret) but not its token: it
+learns the server's epoch from a session of its own, then tries to resume the victim's
 session with a forged token. PROTOCOL.md §7: the server must close with 4003 and change
-nothing else. Works against any server speaking the protocol, over any dial function.
+nothing else.
+
+``take_over`` holds the real token -- the client's own previous connection lingering after
+a network handover, or a second tab -- and resumes the session beside the live client.
+PROTOCOL.md §7.3: each newer connection fences the older one with 4006.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from trio_websocket import ConnectionClosed, wrap_client_stream
 from statemodel.stream.frames import Frame, decode, encode
 
 FORGED_TOKEN_CODE = 4003
+SUPERSEDED_CODE = 4006
 
 
 async def _exchange(dial, hello: dict, timeout: float) -> tuple[str, object]:
@@ -61,3 +67,40 @@ async def forge_resume(dial, victim_session: str, timeout: float) -> tuple[str, 
     if kind == "closed":
         return "refused", detail
     return "inconclusive", kind
+
+
+async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tuple[str, object]:
+    """Resume a session with its real ``resume`` position and token, read (and drop)
+    whatever the server sends, and return how this connection ended:
+    ("fenced"/"closed", code), ("open", None) at ``timeout``, ("refused", detail) without a
+    welcome, or ("reset", reason) when the session was gone. ``on_welcome()`` runs once the
+    server has accepted the resume. Never acks: what the server replays here stays owed."""
+    stream = None
+    try:
+        with trio.move_on_after(timeout):
+            stream = await dial()
+            async with trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(nursery, stream, "statemodel", "/", max_message_size=2**22)
+                try:
+                    await ws.send_message(encode(Frame("hello", {"v": 1, "resume": resume})))
+                    frame = decode(await ws.get_message(), max_frame_size=2**22)
+                    if frame.t != "welcome":
+                        return "refused", frame.t
+                    if frame.h.get("session") != resume["session"]:
+                        return "reset", frame.h.get("reason")
+                    if on_welcome is not None:
+                        on_welcome()
+                    while True:
+                        await ws.get_message()
+                except ConnectionClosed as exc:
+                    code = exc.reason.code
+                    return ("fenced" if code == SUPERSEDED_CODE else "closed"), code
+                finally:
+                    nursery.cancel_scope.cancel()
+        return ("open", None) if stream is not None else ("refused", "connect timed out")
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        return "closed", repr(exc)
+    finally:
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)

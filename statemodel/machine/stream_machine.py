@@ -22,7 +22,7 @@ from hypothesis.stateful import Bundle, consumes, initialize, invariant, multipl
 
 from statemodel.bridge import TrioStateMachine
 from statemodel.machine.options import MachineOptions
-from statemodel.machine.rogue import FORGED_TOKEN_CODE, forge_resume
+from statemodel.machine.rogue import FORGED_TOKEN_CODE, SUPERSEDED_CODE, forge_resume, take_over
 from statemodel.model import InvariantViolation, Model
 from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
@@ -34,6 +34,7 @@ from strategies.payloads import chunk_specs
 MAX_SESSIONS = 3
 MAX_STREAMS_PER_SESSION = 4
 SESSION = st.integers(0, MAX_SESSIONS - 1)  # a session argument: see StreamMachine._session
+CONTEXT_VALUES = st.integers(-10, 10) | st.text(max_size=8)  # session context values (JSON)
 # Virtual seconds the world runs after every rule: between one and two one-way link latencies
 # (reference.BASE_LATENCY, 5 ms), so after a rule its request has arrived and the answer is
 # in flight, and a drop in the very next rule lands on it (replay bugs live there). With 1 ms
@@ -58,9 +59,18 @@ def recorded(fn):
     def step(self, **kwargs):
         if self.recorder is not None:
             self.recorder.step(fn.__name__, {k: repr(v) for k, v in kwargs.items()})
+        self.last_rule = fn.__name__
         return fn(self, **kwargs)
 
     return step
+
+
+def not_again(name: str):
+    """Precondition for a costly rule that finds nothing new when repeated back to back (a
+    second restart, outage, forged resume or settle in a row). Swarm testing often enables
+    only a rule or two for a whole example; this turns those examples from 20 server
+    restarts in a row into quick discards."""
+    return precondition(lambda self: self.last_rule != name)
 
 
 def status_tuple(status) -> tuple:
@@ -87,6 +97,7 @@ class SessionHandle:
     connected: Any = None  # trio.Event: the first session was established
     session_id: str | None = None  # the server's id for the client's current session
     down_since: float | None = None  # virtual time the client lost its connection
+    fenced: int = 0  # times the server closed the client's connection with 4006 (superseded)
 
     def __repr__(self) -> str:
         return f"SessionHandle({self.index})"
@@ -118,6 +129,7 @@ class StreamMachine(TrioStateMachine):
         self.handles: list[SessionHandle] = []
         self.violations: list[BaseException] = []
         self.context_counter = 0
+        self.last_rule: str | None = None
         self.faulted = False  # a drop or degrade was applied since the last heal
         self._trace_seen = 0
         self.recorder = None
@@ -128,18 +140,26 @@ class StreamMachine(TrioStateMachine):
             Recorder.last = self.recorder
 
     # ---- lifecycle ------------------------------------------------------------------------
-    @initialize(target=streams, seed=st.integers(0, 2**16 - 1), chunks=st.lists(chunk_specs(), max_size=3))
+    @initialize(target=streams, seed=st.integers(0, 2**16 - 1), chunks=st.lists(chunk_specs(), max_size=3),
+                context=CONTEXT_VALUES)
     @recorded
-    def boot(self, seed: int, chunks: list[dict]) -> StreamHandle:
+    def boot(self, seed: int, chunks: list[dict], context=None) -> StreamHandle:
         """Build the network and the target from one seed (every random choice below derives
-        from it), connect session 0 and open its first stream, which streams ``chunks``.
+        from it), connect session 0 and open its first stream, which sets session context
+        ``k1 = context`` (unless None) and streams ``chunks``.
 
-        Every example starts with a live session and a stream with data in flight. Left to
-        the rule draw, most examples never connected (swarm testing often switches
-        ``connect`` off for a whole example) and could find no replay bug at all."""
+        Every example starts with a live session, a stream with data in flight and session
+        context, so any reconnect tests replay and context restoration. Left to the rule
+        draw, most examples never connected (swarm testing often switches ``connect`` off
+        for a whole example) and could find no replay bug at all."""
         self.seed = seed
         self.run(self._boot, seed)
-        return self._open(self._new_session(), chunks)
+        command = {"op": "emit", "chunks": chunks}
+        if context is not None:
+            self.context_counter += 1
+            command = {"op": "batch", "commands": [
+                {"op": "set_context", "key": f"k{self.context_counter}", "value": context}, command]}
+        return self._open(self._new_session(), command)
 
     def build_target(self, seed: int):
         """The target this machine drives (subclasses such as HostileMachine swap in their own)."""
@@ -234,8 +254,10 @@ class StreamMachine(TrioStateMachine):
                         self.model.session_started(handle.index, self.target.generation_of(status.session))
                     handle.session_id = status.session
                     handle.down_since = None
-                elif isinstance(status, Disconnected) and handle.down_since is None:
-                    handle.down_since = trio.current_time()
+                elif isinstance(status, Disconnected):
+                    handle.fenced += status.code == SUPERSEDED_CODE
+                    if handle.down_since is None:
+                        handle.down_since = trio.current_time()
                 elif isinstance(status, Resumed):
                     event(f"resumed: {status.outcome} {status.reason or ''}".strip())
                     if status.outcome == "reset":
@@ -265,10 +287,9 @@ class StreamMachine(TrioStateMachine):
             # the model never has to predict a too_many_streams refusal.
             event("open_stream: session at its stream limit")
             return multiple()
-        return self._open(handle, chunks)
+        return self._open(handle, {"op": "emit", "chunks": chunks})
 
-    def _open(self, session: SessionHandle, chunks: list[dict]) -> StreamHandle:
-        command = {"op": "emit", "chunks": chunks}
+    def _open(self, session: SessionHandle, command: dict) -> StreamHandle:
         key = self.model.open_stream(session.index, command)
         handle = StreamHandle(session, len(session.streams), key)
         session.streams.append(handle)
@@ -351,7 +372,7 @@ class StreamMachine(TrioStateMachine):
             return
         self._command(stream, {"op": "echo", "data": data})
 
-    @rule(stream=streams, value=st.integers(-10, 10) | st.text(max_size=8))
+    @rule(stream=streams, value=CONTEXT_VALUES)
     @recorded
     def set_context(self, stream: StreamHandle, value) -> None:
         if self._skip_closed(stream):
@@ -403,11 +424,16 @@ class StreamMachine(TrioStateMachine):
             stream.paused = trio.Event()
         self.run(trio.sleep, STEP)
 
-    @rule(stream=streams)
+    @precondition(lambda self: any(h.paused is not None and not h.paused.is_set()
+                                   for s in self.handles for h in s.streams))
+    @rule()
     @recorded
-    def resume_consumer(self, stream: StreamHandle) -> None:
-        if stream.paused is not None:
-            stream.paused.set()
+    def resume_consumers(self) -> None:
+        """Every paused consumer catches up."""
+        for s in self.handles:
+            for h in s.streams:
+                if h.paused is not None:
+                    h.paused.set()
         self.run(trio.sleep, STEP)
 
     # ---- faults ----------------------------------------------------------------------------
@@ -457,6 +483,7 @@ class StreamMachine(TrioStateMachine):
             for handle in self.handles:
                 self._expire_if_long_down(handle)
 
+    @not_again("outage")
     @rule(seconds=st.sampled_from([4.0, 25.0, 45.0]))
     @recorded
     def outage(self, seconds: float) -> None:
@@ -472,6 +499,7 @@ class StreamMachine(TrioStateMachine):
         await self._advance(seconds)
         await self._heal()
 
+    @not_again("restart_server")
     @precondition(lambda self: self.target is not None and self.target.can_restart and self._live_streams())
     @rule()
     @recorded
@@ -481,6 +509,7 @@ class StreamMachine(TrioStateMachine):
         self.model.server_restarted()
         self._step(self.target.restart_server)
 
+    @not_again("forge_resume")
     @precondition(lambda self: any(h.session_id for h in self.handles))
     @rule(session=SESSION)
     @recorded
@@ -505,10 +534,50 @@ class StreamMachine(TrioStateMachine):
             ))
         self._raise_violation()
 
+    @not_again("take_over")
+    @precondition(lambda self: not self.faulted and any(h.session_id for h in self.handles))
+    @rule(session=SESSION)
+    @recorded
+    def take_over(self, session: int) -> None:
+        """A second connection resumes this session with its real token and position (the
+        client's old connection lingering after a network handover, a second tab). The
+        server must fence the client's connection with 4006, and this one the same way once
+        the client resumes again (PROTOCOL.md §7.3); nothing may be lost, since the second
+        connection never acks. Judged on a healthy network only: faults may eat close frames."""
+        handle = self._session(session)
+        proto = getattr(handle.client, "proto", None)  # a factory target's own client may not expose it
+        if proto is None or proto.token is None or not self.model.sessions[handle.index].status.connected:
+            event("take_over: session not connected")
+            return
+        resume = {"session": proto.session, "token": proto.token, "epoch": proto.epoch, "recv": dict(proto.ep.recv)}
+        fenced_before = handle.fenced
+        welcomed = []
+        kind, detail = self._step(take_over, self._rogue_dial, resume, self.target.recovery_bound(),
+                                  lambda: welcomed.append(True))
+        self._note("net", "rogue", f"second connection resumed session {handle.index}: {kind} {detail}")
+        event(f"take_over: {kind}")
+        where = f"session {handle.index}"
+        if not welcomed:
+            return  # refused or reset (e.g. the server restarted): nothing to fence
+        if handle.fenced == fenced_before:
+            self._violation(InvariantViolation(
+                "a newer connection fences the older one", where,
+                f"the client's connection closed with {SUPERSEDED_CODE} once a second connection resumed its session",
+                f"the client's connection stayed open beside it (the second one ended: {kind} {detail})",
+            ))
+        elif kind != "fenced":
+            self._violation(InvariantViolation(
+                "a newer connection fences the older one", where,
+                f"the second connection closed with {SUPERSEDED_CODE} once the client resumed again",
+                f"{kind} {detail}",
+            ))
+        self._raise_violation()
+
     async def _rogue_dial(self):
         stream, _link = await self.target.dial()
         return stream
 
+    @not_again("settle")
     @rule()
     @recorded
     def settle(self) -> None:

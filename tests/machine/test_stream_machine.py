@@ -9,6 +9,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from statemodel.machine import MachineOptions, machine_class
+from statemodel.model import InvariantViolation
 
 StreamMachine = machine_class(MachineOptions())
 
@@ -20,3 +21,24 @@ TestStreamMachine = StreamMachine.TestCase
 def test_long_run_on_the_correct_implementation():
     """DESIGN.md §7: zero false failures over a long run (nightly: 20,000 examples)."""
     run_state_machine_as_test(StreamMachine, settings=settings(settings.get_profile("nightly"), database=None))
+
+
+def test_a_second_connection_with_the_real_token_is_fenced_both_ways():
+    """take_over: a second connection resumes session 0 with its real token. The correct
+    server fences the client (4006), the client resumes and fences it in turn, nothing is
+    lost; without fencing (the no_fencing mutant) the client's connection stays open."""
+    def program(cls):
+        state = cls()
+        try:
+            first = state.boot(seed=0, chunks=[{"kind": "text", "seed": 0, "chars": 3}], context=1)
+            state.take_over(session=0)
+            state.emit(stream=first, chunks=[{"kind": "text", "seed": 1, "chars": 5}])
+            state.invariants_hold()
+        finally:
+            state.teardown()
+        return state
+
+    state = program(machine_class(MachineOptions(record=True)))
+    assert state.handles[0].fenced == 1
+    with pytest.raises(InvariantViolation, match="a newer connection fences the older one"):
+        program(machine_class(MachineOptions(mutants=frozenset({"no_fencing"}))))

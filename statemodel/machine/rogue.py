@@ -70,11 +70,12 @@ async def forge_resume(dial, victim_session: str, timeout: float) -> tuple[str, 
 
 
 async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tuple[str, object]:
-    """Resume a session with its real ``resume`` position and token, read (and drop)
-    whatever the server sends, and return how this connection ended:
-    ("fenced"/"closed", code), ("open", None) at ``timeout``, ("refused", detail) without a
-    welcome, or ("reset", reason) when the session was gone. ``on_welcome()`` runs once the
-    server has accepted the resume. Never acks: what the server replays here stays owed."""
+    """Resume a session with its real ``resume`` position and token, answer the server's
+    pings (so it stays alive like a real lingering connection), drop everything else, and
+    return how this connection ended: ("fenced"/"closed", code), ("open", None) at
+    ``timeout``, ("refused", detail) without a welcome, or ("reset", reason) when the session
+    was gone. ``on_welcome()`` runs once the server has accepted the resume. Never acks
+    data: what the server sends here stays owed to the client."""
     stream = None
     try:
         with trio.move_on_after(timeout):
@@ -91,7 +92,9 @@ async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tupl
                     if on_welcome is not None:
                         on_welcome()
                     while True:
-                        await ws.get_message()
+                        frame = decode(await ws.get_message(), max_frame_size=2**22)
+                        if frame.t == "ping":
+                            await ws.send_message(encode(Frame("pong", {"a": {}})))
                 except ConnectionClosed as exc:
                     code = exc.reason.code
                     return ("fenced" if code == SUPERSEDED_CODE else "closed"), code

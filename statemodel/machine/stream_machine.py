@@ -97,7 +97,8 @@ class SessionHandle:
     connected: Any = None  # trio.Event: the first session was established
     session_id: str | None = None  # the server's id for the client's current session
     down_since: float | None = None  # virtual time the client lost its connection
-    fenced: int = 0  # times the server closed the client's connection with 4006 (superseded)
+    closes: list[int | None] = field(default_factory=list)  # close code of each lost connection
+    connects: int = 0  # Connected statuses so far
 
     def __repr__(self) -> str:
         return f"SessionHandle({self.index})"
@@ -248,6 +249,7 @@ class StreamMachine(TrioStateMachine):
                 self._expire_if_long_down(handle)
                 self.model.status(handle.index, event_tuple)
                 if isinstance(status, Connected):
+                    handle.connects += 1
                     handle.connected.set()
                     replaced = handle.session_id is not None and handle.session_id != status.session
                     if handle.session_id is None:
@@ -255,7 +257,7 @@ class StreamMachine(TrioStateMachine):
                     handle.session_id = status.session
                     handle.down_since = None
                 elif isinstance(status, Disconnected):
-                    handle.fenced += status.code == SUPERSEDED_CODE
+                    handle.closes.append(status.code)
                     if handle.down_since is None:
                         handle.down_since = trio.current_time()
                 elif isinstance(status, Resumed):
@@ -541,31 +543,32 @@ class StreamMachine(TrioStateMachine):
     def take_over(self, session: int) -> None:
         """A second connection resumes this session with its real token and position (the
         client's old connection lingering after a network handover, a second tab). The
-        server must fence the client's connection with 4006, and this one the same way once
-        the client resumes again (PROTOCOL.md §7.3); nothing may be lost, since the second
-        connection never acks. Judged on a healthy network only: faults may eat close frames."""
+        server must fence the client's connection, and fence this one with 4006 once the
+        client resumes again (PROTOCOL.md §7.3); nothing may be lost, since the second
+        connection never acks. The client's close code is not judged: a half-open link (not
+        healed) or an armed truncation may eat its close frame."""
         handle = self._session(session)
         proto = getattr(handle.client, "proto", None)  # a factory target's own client may not expose it
         if proto is None or proto.token is None or not self.model.sessions[handle.index].status.connected:
             event("take_over: session not connected")
             return
         resume = {"session": proto.session, "token": proto.token, "epoch": proto.epoch, "recv": dict(proto.ep.recv)}
-        fenced_before = handle.fenced
-        welcomed = []
+        seen = []  # (disconnects, connects) of the client when the server welcomed the second connection
         kind, detail = self._step(take_over, self._rogue_dial, resume, self.target.recovery_bound(),
-                                  lambda: welcomed.append(True))
+                                  lambda: seen.append((len(handle.closes), handle.connects)))
         self._note("net", "rogue", f"second connection resumed session {handle.index}: {kind} {detail}")
         event(f"take_over: {kind}")
-        where = f"session {handle.index}"
-        if not welcomed:
+        if not seen:
             return  # refused or reset (e.g. the server restarted): nothing to fence
-        if handle.fenced == fenced_before:
+        where = f"session {handle.index}"
+        disconnects, connects = seen[0]
+        if len(handle.closes) == disconnects:
             self._violation(InvariantViolation(
                 "a newer connection fences the older one", where,
-                f"the client's connection closed with {SUPERSEDED_CODE} once a second connection resumed its session",
+                f"the client's connection closed ({SUPERSEDED_CODE}) once a second connection resumed its session",
                 f"the client's connection stayed open beside it (the second one ended: {kind} {detail})",
             ))
-        elif kind != "fenced":
+        elif handle.connects > connects and kind != "fenced":
             self._violation(InvariantViolation(
                 "a newer connection fences the older one", where,
                 f"the second connection closed with {SUPERSEDED_CODE} once the client resumed again",

@@ -146,8 +146,9 @@ class Bandwidth(Fault):
 
 @dataclass(frozen=True, repr=False)
 class Slice(Fault):
-    """Split every write into pieces of at most ``max_bytes``; the bytes are unchanged,
-    only the reader sees them in small reads."""
+    """Split every write into pieces of at most ``max_bytes`` (the first 64 pieces; the
+    rest of a longer write arrives as one more piece); the bytes are unchanged, only the
+    reader sees them in small reads."""
 
     direction: Direction = "both"
     max_bytes: int = 1

@@ -46,6 +46,10 @@ CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
 SETTLE_POLL = 0.02  # how often settle looks whether the system is quiet
 
 
+async def _current_time() -> float:
+    return trio.current_time()
+
+
 def event(label: str) -> None:
     """Hypothesis statistics label; a no-op when a printed program is run as plain Python."""
     if currently_in_test_context():
@@ -193,6 +197,10 @@ class StreamMachine(TrioStateMachine):
 
         return self.run(job)
 
+    def _now(self) -> float:
+        """The world's time between rules (virtual, or the real trio clock for tcp/netns)."""
+        return self.clock.current_time() if self.clock is not None else self.run(_current_time)
+
     def _violation(self, exc: BaseException) -> None:
         if not self.violations:
             self.violations.append(exc)
@@ -273,8 +281,15 @@ class StreamMachine(TrioStateMachine):
                 self._violation(exc)
 
     def _expire_if_long_down(self, handle: SessionHandle) -> None:
-        """Cut off long enough, a client's session may expire or lose replay data: allow a reset."""
-        if handle.down_since is not None and trio.current_time() - handle.down_since >= self.target.expiry_after():
+        """Cut off, a client's session may expire or lose replay data: allow a reset.
+
+        Expiry needs one long outage. Eviction needs only a disconnected moment and an item
+        old enough: an item the network kept from the client across several shorter outages
+        (partitions while connected in between) may age out in the last one."""
+        if handle.down_since is None:
+            return
+        now, limit = trio.current_time(), self.target.expiry_after()
+        if now - handle.down_since >= limit or self.model.undelivered_since(handle.index, now - limit):
             self.model.session_expired(handle.index)
 
     # ---- streams ---------------------------------------------------------------------------
@@ -292,7 +307,7 @@ class StreamMachine(TrioStateMachine):
         return self._open(handle, {"op": "emit", "chunks": chunks})
 
     def _open(self, session: SessionHandle, command: dict) -> StreamHandle:
-        key = self.model.open_stream(session.index, command)
+        key = self.model.open_stream(session.index, command, self._now())
         handle = StreamHandle(session, len(session.streams), key)
         session.streams.append(handle)
         self._step(self._open_stream, handle, command)
@@ -354,7 +369,7 @@ class StreamMachine(TrioStateMachine):
             return
 
     def _command(self, handle: StreamHandle, command: dict) -> None:
-        self.model.command(handle.key, command)
+        self.model.command(handle.key, command, self._now())
         handle.outbox.send_nowait(command)
         self.run(trio.sleep, STEP)
 
@@ -402,7 +417,7 @@ class StreamMachine(TrioStateMachine):
     def cancel(self, stream: StreamHandle) -> None:
         if self._skip_closed(stream):
             return
-        self.model.cancel(stream.key)
+        self.model.cancel(stream.key, self._now())
         stream.outbox.send_nowait("cancel")
         self.run(trio.sleep, STEP)
 
@@ -486,7 +501,7 @@ class StreamMachine(TrioStateMachine):
                 self._expire_if_long_down(handle)
 
     @not_again("outage")
-    @rule(seconds=st.sampled_from([4.0, 25.0, 45.0]))
+    @rule(seconds=st.sampled_from([25.0, 4.0, 45.0]))  # shrinks towards 25 s: past eviction age (sim)
     @recorded
     def outage(self, seconds: float) -> None:
         """The whole network goes dark for a while, then heals: long enough, and sessions
@@ -545,24 +560,25 @@ class StreamMachine(TrioStateMachine):
         client's old connection lingering after a network handover, a second tab). The
         server must fence the client's connection, and fence this one with 4006 once the
         client resumes again (PROTOCOL.md §7.3); nothing may be lost, since the second
-        connection never acks. The client's close code is not judged: a half-open link (not
-        healed) or an armed truncation may eat its close frame."""
+        connection never acks. Only a connection the client had at that moment is judged,
+        and not its close code: a half-open link (not healed) or an armed truncation may eat
+        the close frame."""
         handle = self._session(session)
         proto = getattr(handle.client, "proto", None)  # a factory target's own client may not expose it
         if proto is None or proto.token is None or not self.model.sessions[handle.index].status.connected:
             event("take_over: session not connected")
             return
         resume = {"session": proto.session, "token": proto.token, "epoch": proto.epoch, "recv": dict(proto.ep.recv)}
-        seen = []  # (disconnects, connects) of the client when the server welcomed the second connection
+        seen = []  # the client's live link and its connects when the server welcomed the second connection
         kind, detail = self._step(take_over, self._rogue_dial, resume, self.target.recovery_bound(),
-                                  lambda: seen.append((len(handle.closes), handle.connects)))
+                                  lambda: seen.append((self._live_link(proto), handle.connects)))
         self._note("net", "rogue", f"second connection resumed session {handle.index}: {kind} {detail}")
         event(f"take_over: {kind}")
         if not seen:
             return  # refused or reset (e.g. the server restarted): nothing to fence
         where = f"session {handle.index}"
-        disconnects, connects = seen[0]
-        if len(handle.closes) == disconnects:
+        link, connects = seen[0]
+        if link is not None and proto.link is link and link.close is None:
             self._violation(InvariantViolation(
                 "a newer connection fences the older one", where,
                 f"the client's connection closed ({SUPERSEDED_CODE}) once a second connection resumed its session",
@@ -575,6 +591,12 @@ class StreamMachine(TrioStateMachine):
                 f"{kind} {detail}",
             ))
         self._raise_violation()
+
+    @staticmethod
+    def _live_link(proto):
+        """The client's established, not yet failing connection (None while it reconnects)."""
+        link = proto.link
+        return link if link is not None and link.ready and link.close is None else None
 
     async def _rogue_dial(self):
         stream, _link = await self.target.dial()

@@ -31,6 +31,8 @@ class StreamState:
     expected: list[Chunk] = field(default_factory=list)
     terminal_requested: tuple | None = None  # ("end",) | ("error", reason) | ("cancelled",)
     context_keys: list[str] = field(default_factory=list)  # set_context commands sent on it
+    requested_at: list[float] = field(default_factory=list)  # when each expected chunk was asked for
+    terminal_at: float | None = None  # when terminal_requested was asked for
     delivered: int = 0
     outcome: tuple | None = None  # observed terminal: ("end",) | ("error", r) | ("reset", r) | ("cancelled",)
     session_generation: int = 0  # which of the session's incarnations opened it
@@ -70,43 +72,44 @@ class Model:
         self.sessions[index] = SessionState(index)
         return index
 
-    def open_stream(self, session: int, command: dict) -> StreamKey:
+    def open_stream(self, session: int, command: dict, at: float = 0.0) -> StreamKey:
         s = self.sessions[session]
         key = (session, sum(1 for k in self.streams if k[0] == session))
         st = StreamState(key, session_generation=s.generation)
         self.streams[key] = st
         s.streams.append(key)
-        self.command(key, command)
+        self.command(key, command, at)
         return key
 
-    def command(self, key: StreamKey, command: dict) -> None:
-        """A command the client sent on a stream (exactly once, in order)."""
+    def command(self, key: StreamKey, command: dict, at: float = 0.0) -> None:
+        """A command the client sent on a stream (exactly once, in order) at time ``at``."""
         st = self.streams[key]
         assert st.open_for_commands, f"machine bug: command on closed stream {key}"
         op = command.get("op")
         if op == "batch":
             for inner in command["commands"]:
-                self.command(key, inner)
+                self.command(key, inner, at)
             return
         if op in ("emit", "echo"):
             chunks = self._expand(command)
             st.expected.extend(chunks)
+            st.requested_at.extend(at for _ in chunks)
             for c in chunks:
                 self.largest_chunk = max(self.largest_chunk, len(c.encode()) if isinstance(c, str) else len(c))
         elif op == "end":
-            st.terminal_requested = ("end",)
+            st.terminal_requested, st.terminal_at = ("end",), at
         elif op == "fail":
-            st.terminal_requested = ("error", command["reason"])
+            st.terminal_requested, st.terminal_at = ("error", command["reason"]), at
         elif op == "set_context":
             self.sessions[key[0]].context[command["key"]] = command["value"]
             st.context_keys.append(command["key"])
         else:  # pragma: no cover - the machine only sends the documented commands
             raise ValueError(f"unknown command {command!r}")
 
-    def cancel(self, key: StreamKey) -> None:
+    def cancel(self, key: StreamKey, at: float = 0.0) -> None:
         """Cancelling stops the app wherever it is: commands still queued may never run."""
         st = self.streams[key]
-        st.terminal_requested = ("cancelled",)
+        st.terminal_requested, st.terminal_at = ("cancelled",), at
         self._unsure_of_context(st)
 
     def _unsure_of_context(self, st: StreamState) -> None:
@@ -121,6 +124,21 @@ class Model:
 
     def session_expired(self, session: int) -> None:
         self.sessions[session].expired = True
+
+    def undelivered_since(self, session: int, before: float) -> bool:
+        """Some stream of the session still owes the client an item asked for at or before
+        ``before``. The server sends an item only after it was asked for, so an item the
+        server may have evicted by age (PROTOCOL.md §6) is one of these."""
+        for key in self.sessions[session].streams:
+            st = self.streams[key]
+            if st.outcome is not None:
+                continue
+            if st.delivered < len(st.expected):
+                if st.requested_at[st.delivered] <= before:
+                    return True
+            elif st.terminal_at is not None and st.terminal_at <= before:
+                return True
+        return False
 
     def may_reset(self, session: int) -> bool:
         s = self.sessions[session]

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from statemodel.machine import MachineOptions, machine_class
 from statemodel.machine.rogue import SUPERSEDED_CODE
-from statemodel.net.faults import Abort, Bandwidth, CleanClose, DropDuringHandshake, HalfOpen, Latency
+from statemodel.net.faults import (
+    Abort, Bandwidth, CleanClose, DelayCloseFrame, DropDuringHandshake, HalfOpen, Latency, Partition, Slice,
+    TruncateMidFrame,
+)
 
 StreamMachine = machine_class(MachineOptions())
 
 
-def run(program, boot_chunks=()) -> None:
+def run(program, boot_chunks=(), **boot) -> None:
     state = StreamMachine()
     try:
-        first = state.boot(seed=0, chunks=list(boot_chunks))
+        first = state.boot(**{"seed": 0, "chunks": list(boot_chunks), **boot})
         program(state, first)
         state.invariants_hold()
     finally:
@@ -153,3 +156,88 @@ def test_a_fenced_client_that_is_sending_still_reads_4006():
         assert SUPERSEDED_CODE in state.handles[0].closes
 
     run(program)
+
+
+def test_a_stream_read_whole_is_not_reset_after_partitions_both_ways():
+    """Found by the 20,000-example run (4,283 examples in). The client read stream 2 to its
+    end and retired it; partitions (c2s, then s2c) lost its ack across two reconnects; the
+    server evicted the stream's unacked items by age while disconnected, and since a retired
+    stream is in no ``recv`` map, the resume reported it lost: reset(replay_evicted) for a
+    stream read whole (tests/stream/test_stream_retirement.py has the core of it). The
+    trailing steps also hold the eviction timer's busy loop the first fix introduced."""
+
+    def program(state, first):
+        state.connect()
+        state.take_over(session=0)
+        state.connect()
+        state.settle()
+        state.restart_server()
+        state.advance(seconds=0.01)
+        state.fail(reason='boom', stream=first)
+        state.restart_server()
+        state.advance(seconds=0.01)
+        state.restart_server()
+        state.advance(seconds=0.01)
+        state.restart_server()
+        state.settle()
+        state.forge_resume(session=0)
+        state.take_over(session=0)
+        state.settle()
+        state.take_over(session=2)
+        state.degrade(fault=DelayCloseFrame(seconds=3.0))
+        state.heal()
+        state.outage(seconds=4.0)
+        streams_1 = state.open_stream(chunks=[{'size': 2315, 'kind': 'bytes', 'seed': 180}], session=0)
+        state.cancel(stream=streams_1)
+        state.advance(seconds=0.1)
+        streams_2 = state.open_stream(chunks=[], session=0)
+        state.end(stream=streams_2)
+        state.degrade(fault=Partition(direction='c2s'))
+        state.forge_resume(session=2)
+        streams_3 = state.open_stream(chunks=[{'kind': 'json', 'value': 1_000_000_000_000_000_000_000_000_000_000}], session=0)
+        state.cancel(stream=streams_3)
+        state.heal()
+        state.degrade(fault=Slice())
+        state.settle()
+        state.outage(seconds=4.0)
+        state.take_over(session=0)
+        state.advance(seconds=0.01)
+        state.degrade(fault=DelayCloseFrame(seconds=0.5))
+        state.degrade(fault=Partition(direction='c2s'))
+        streams_4 = state.open_stream(chunks=[{'value': {'👍🏽\U0010ffff': {'Ô·\u2029߿Ùkâ½🎉ÍÈ·': 1000000000000000000000000000000, '́\r\n😀\uffff\u200d"\U0010eaect': None}, '߿\ufffe|': ['\U000f9ff2ó', -564428]},
+             'kind': 'json'}], session=0)
+        state.cancel(stream=streams_4)
+        state.degrade(fault=Partition(direction='s2c'))
+        state.forge_resume(session=1)
+        state.settle()
+
+    run(program, **dict(seed=0, chunks=[], context=0))
+
+
+def test_a_second_connection_during_the_clients_own_reconnect_is_judged_fairly():
+    """Found by the same run: an armed truncation (not healed) killed the client's link
+    just before take_over's second connection resumed; the client's reconnect then fenced
+    it (4006, correct). take_over had read the client's link after the fact and blamed the
+    server for a link that was not yet established when the second connection resumed."""
+
+    def program(state, first):
+        state.cancel(stream=first)
+        state.take_over(session=0)
+        state.connect()
+        state.connect()
+        state.forge_resume(session=0)
+        state.settle()
+        state.drop(fault=DropDuringHandshake(), session=0)
+        state.heal()
+        state.settle()
+        state.advance(seconds=0.1)
+        state.advance(seconds=0.01)
+        state.settle()
+        state.degrade(fault=Latency(direction='c2s', seconds=0.01, jitter=0.3))
+        state.advance(seconds=1.0)
+        state.drop(fault=TruncateMidFrame(), session=0)
+        state.heal()
+        state.forge_resume(session=0)
+        state.take_over(session=0)
+
+    run(program, **dict(seed=1, chunks=[], context=0))

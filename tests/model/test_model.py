@@ -215,3 +215,22 @@ def test_recovered_with_lost_streams_is_caught_and_plain_recovered_passes():
     m.recovered_reported(s, ())
     with pytest.raises(InvariantViolation, match="recovered only when nothing was lost.*streams \\[1\\]"):
         m.recovered_reported(s, (1,))
+
+
+def test_undelivered_since_names_items_old_enough_to_have_aged_out():
+    """Eviction by age needs an item asked for long enough ago that the client never got:
+    the oldest undelivered chunk, or a terminal item once every chunk is in."""
+    m = Model(expand)
+    s = m.new_session()
+    key = m.open_stream(s, {"op": "emit", "chunks": ["a", "b"]}, at=1.0)
+    m.command(key, {"op": "emit", "chunks": ["c"]}, at=5.0)
+    assert m.undelivered_since(s, before=1.0) and not m.undelivered_since(s, before=0.5)
+    m.chunk(key, "a")
+    m.chunk(key, "b")
+    assert not m.undelivered_since(s, before=4.0) and m.undelivered_since(s, before=5.0)
+    m.chunk(key, "c")
+    assert not m.undelivered_since(s, before=100.0)  # everything delivered: nothing to evict
+    m.command(key, {"op": "end"}, at=7.0)
+    assert m.undelivered_since(s, before=7.0) and not m.undelivered_since(s, before=6.0)
+    m.terminal(key, "end")
+    assert not m.undelivered_since(s, before=100.0)

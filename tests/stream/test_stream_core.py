@@ -202,24 +202,26 @@ def test_stream_with_an_evicted_terminal_item_is_reported_lost_not_retired():
     """Found by StreamMachine (open, cancel, 25 s outage): the server pushed ``error``
     (cancelled), evicted it by age, and retired the stream on the resume's ack of the data
     before it; the welcome then said ``recovered`` while the client waited forever.
-    An evicted, unacked item keeps the stream alive until a resume reports it lost."""
+    An evicted, unacked item keeps the stream alive until a resume reports it lost. (Items
+    of a finished stream are no longer evicted at all -- see test_stream_retirement -- so
+    here the data ages out while the app is still winding down, and `error` comes after.)"""
     cfg = Config(replay_max_age=5, session_ttl=100, ack_interval=0.01)
     p = Pair(cfg)
     p.connect()
     sid = p.client.open(b"o", p.now)
     p.pump()
     session = p.client.session
-    p.server.emit(session, sid, b"data", p.now)
     p.now = 0.02
     p.conn.on_timer(p.now)  # the server acks the client's `open`
     p.client.cancel(sid, p.now)
     p.pump()
-    p.server.finish(session, sid, p.now, "cancelled")
+    p.server.emit(session, sid, b"data", p.now)  # the app's last chunk before it stops
     p.now = 0.04
     p.conn.on_timer(p.now)  # the server acks the `cancel` too
-    p.drop()  # neither that ack nor `error` reached the client
+    p.drop()  # neither that ack nor the data reached the client
     p.now = 6
-    p.server.on_timer(p.now)
+    p.server.on_timer(p.now)  # the data ages out
+    p.server.finish(session, sid, p.now, "cancelled")
     p.connect()
     assert P.Welcome("reset", "replay_evicted", {sid: "replay_evicted"}) in p.cevents
     assert P.Reset(sid, "replay_evicted") in p.cevents

@@ -178,3 +178,36 @@ def test_stream_lost_to_eviction_is_retired_once_the_client_read_the_welcome():
     settle(p, steps=int(p.config.heartbeat_interval / p.config.ack_interval) + 2)  # its ping
     assert sid in session_of(p).ep.retired
     assert state_sizes(p) == (0, 0)
+
+
+def test_a_stream_the_client_retired_is_not_reported_lost_after_its_ack_was_lost():
+    """Found by the 20,000-example run (after partitions in both directions). The client
+    read a stream to its end and retired it (it had *sent* an ack covering everything); the
+    connection dropped with that ack in flight. Disconnected for replay_max_age, the server
+    evicted the unacked items, and since a retired stream appears in no ``recv`` map, the
+    resume reported it lost -- reset(replay_evicted) for a stream the client had read whole.
+    Finished streams are never evicted by age: a resume replays them and the client acks
+    them as duplicates (PROTOCOL.md §6, §8a)."""
+    p = Pair()
+    p.connect()
+    sid = p.client.open(b"go", p.now)
+    p.pump()
+    settle(p)  # the server acks the client's open
+    p.server.emit(p.client.session, sid, "chunk", p.now)
+    p.server.finish(p.client.session, sid, p.now)
+    for data in p.conn.take():  # the server's items reach the client...
+        p.client.receive(data, p.now)
+    p.now += p.config.ack_interval
+    p.client.on_timer(p.now)
+    p.cevents += p.client.drain_events()
+    assert sid in p.client.ep.retired  # ...which acked and forgot the stream
+    p.drop()  # ...but its ack was lost with the connection
+    p.now += p.config.replay_max_age + 1
+    p.server.on_timer(p.now)
+    # The eviction deadline skips what eviction skips (else the timer fires forever).
+    assert p.server.next_deadline() > p.now
+    p.connect()
+    assert p.cevents[-1] == P.Welcome("recovered", None, {})
+    assert p.received(sid) == ["chunk"]
+    settle(p)
+    assert state_sizes(p) == (0, 0)

@@ -13,6 +13,7 @@ PROTOCOL.md §7.3: each newer connection fences the older one with 4006.
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 
 import trio
 from trio_websocket import ConnectionClosed, wrap_client_stream
@@ -21,33 +22,41 @@ from statemodel.stream.frames import Frame, decode, encode
 
 FORGED_TOKEN_CODE = 4003
 SUPERSEDED_CODE = 4006
+MAX_MESSAGE = 2**22  # a replayed item is at most max_frame_size plus its header
+
+
+@asynccontextmanager
+async def _connection(dial):
+    """A rogue WebSocket over one dialled stream (a partition stalls the dial like a lost
+    SYN: callers bound the whole exchange), closed forcefully on the way out."""
+    stream = await dial()
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield await wrap_client_stream(nursery, stream, "statemodel", "/", max_message_size=MAX_MESSAGE)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
 
 
 async def _exchange(dial, hello: dict, timeout: float) -> tuple[str, object]:
     """Send one hello; return ("welcome", header) or ("closed", code) or ("timeout", None)."""
-    stream = None
     try:
         with trio.move_on_after(timeout):
-            stream = await dial()  # a partition stalls connect like a lost SYN: bounded too
-            async with trio.open_nursery() as nursery:
-                ws = await wrap_client_stream(nursery, stream, "statemodel", "/", max_message_size=2**21)
+            async with _connection(dial) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", hello)))
                     while True:
-                        frame = decode(await ws.get_message(), max_frame_size=2**21)
+                        frame = decode(await ws.get_message(), max_frame_size=MAX_MESSAGE)
                         if frame.t == "welcome":
                             return "welcome", frame.h
                 except ConnectionClosed as exc:
                     return "closed", exc.reason.code
-                finally:
-                    nursery.cancel_scope.cancel()
         return "timeout", None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         return "closed", repr(exc)
-    finally:
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
 
 
 async def forge_resume(dial, victim_session: str, timeout: float) -> tuple[str, object]:
@@ -76,34 +85,27 @@ async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tupl
     ``timeout``, ("refused", detail) without a welcome, or ("reset", reason) when the session
     was gone. ``on_welcome()`` runs once the server has accepted the resume. Never acks
     data: what the server sends here stays owed to the client."""
-    stream = None
+    welcomed = False
     try:
         with trio.move_on_after(timeout):
-            stream = await dial()
-            async with trio.open_nursery() as nursery:
-                ws = await wrap_client_stream(nursery, stream, "statemodel", "/", max_message_size=2**22)
+            async with _connection(dial) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", {"v": 1, "resume": resume})))
-                    frame = decode(await ws.get_message(), max_frame_size=2**22)
+                    frame = decode(await ws.get_message(), max_frame_size=MAX_MESSAGE)
                     if frame.t != "welcome":
                         return "refused", frame.t
                     if frame.h.get("session") != resume["session"]:
                         return "reset", frame.h.get("reason")
+                    welcomed = True
                     if on_welcome is not None:
                         on_welcome()
                     while True:
-                        frame = decode(await ws.get_message(), max_frame_size=2**22)
+                        frame = decode(await ws.get_message(), max_frame_size=MAX_MESSAGE)
                         if frame.t == "ping":
                             await ws.send_message(encode(Frame("pong", {"a": {}})))
                 except ConnectionClosed as exc:
                     code = exc.reason.code
                     return ("fenced" if code == SUPERSEDED_CODE else "closed"), code
-                finally:
-                    nursery.cancel_scope.cancel()
-        return ("open", None) if stream is not None else ("refused", "connect timed out")
+        return ("open", None) if welcomed else ("refused", "timed out before a welcome")
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         return "closed", repr(exc)
-    finally:
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)

@@ -16,8 +16,9 @@ from statemodel.stream.mutants import MUTANTS
 # Hunts in tests are bounded by an example count, not wall time: the same seed explores the
 # same examples on any machine, so a pass or a failure here never depends on load.
 # Together these cover replay/dedupe, connection-scoped state, multiplexed acks, UTF-8
-# fragmentation and forged tokens.
-CI_MUTANTS = ["no_dedupe", "inflight_per_connection", "ack_wrong_stream", "split_inside_char", "token_not_checked"]
+# fragmentation, forged tokens, fencing and per-connection sequence counters.
+CI_MUTANTS = ["no_dedupe", "inflight_per_connection", "ack_wrong_stream", "split_inside_char", "token_not_checked",
+              "no_fencing", "seq_restart_per_connection"]
 CI_EXAMPLES = 1500
 
 

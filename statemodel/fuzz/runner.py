@@ -37,12 +37,18 @@ class InfrastructureError(Exception):
     """Hypothesis or the machine could not run (not a failure of the system under test)."""
 
 
+# Examples per Hypothesis run. Each run keeps its last 10,000 test results in memory (with
+# their choice sequences and events), about 0.4 MB each for 50-step programs: one 20,000-example
+# run grew a worker past 4 GB. Later batches get fresh seeds (batch_seed), like --duration.
+MAX_BATCH = 2000
+
+
 def worker_seed(config: FuzzConfig, worker: int) -> int:
     return config.seed + worker
 
 
 def batch_seed(base: int, batch: int) -> int:
-    """Fresh, reproducible seeds for later --duration batches."""
+    """Fresh, reproducible seeds for later batches (--duration, or --examples above MAX_BATCH)."""
     if batch == 0:
         return base
     return int.from_bytes(hashlib.sha256(f"{base}:{batch}".encode()).digest()[:8], "big")
@@ -91,8 +97,9 @@ def run_worker(
     db = open_database(config.db, namespace)
     profile = Settings.get_profile(config.profile)
     per_batch = examples_for(config, worker, profile.max_examples)
+    remaining: int | None = per_batch  # --examples: run them in batches of at most MAX_BATCH
     if config.duration is not None and config.examples is None:
-        per_batch = config.batch_examples
+        per_batch, remaining = config.batch_examples, None
     deadline = started + config.duration if config.duration is not None else None
 
     def on_fold(col):
@@ -106,8 +113,9 @@ def run_worker(
             if should_stop():
                 result.interrupted = True
                 break
+            size = per_batch if remaining is None else min(remaining, MAX_BATCH)
             s = Settings(
-                profile, max_examples=per_batch, database=db, print_blob=True, deadline=None,
+                profile, max_examples=size, database=db, print_blob=True, deadline=None,
                 derandomize=False,
             )
             try:
@@ -134,7 +142,11 @@ def run_worker(
                         )
                 break
             batch += 1
-            if deadline is None or time.monotonic() >= deadline:
+            if remaining is not None:
+                remaining -= size
+                if remaining <= 0:
+                    break
+            elif deadline is None or time.monotonic() >= deadline:
                 break
         col.listener = None
     result.examples, result.steps = col.examples, col.steps

@@ -86,3 +86,26 @@ def test_ctrl_c_stops_all_workers_and_keeps_partial_results(tmp_path, sig, to_gr
     assert s["interrupted"] is True
     assert len(s["workers"]) == workers and all(w["interrupted"] for w in s["workers"])
     assert s["examples"] > 0
+
+
+def test_examples_run_in_batches_that_bound_hypothesis_memory(monkeypatch):
+    """--examples above MAX_BATCH runs several Hypothesis runs with fresh seeds: one run keeps
+    its last 10,000 results in memory, which grew a 20,000-example worker past 4 GB."""
+    from statemodel.fuzz import runner
+    from statemodel.fuzz.config import FuzzConfig
+
+    sizes, seeds = [], []
+    real = runner.run_state_machine_as_test
+
+    def spy(factory, settings):
+        sizes.append(settings.max_examples)
+        seeds.append(factory._hypothesis_internal_use_seed)
+        return real(factory, settings=settings)
+
+    monkeypatch.setattr(runner, "MAX_BATCH", 30)
+    monkeypatch.setattr(runner, "run_state_machine_as_test", spy)
+    monkeypatch.syspath_prepend(os.path.dirname(__file__))
+    result = runner.run_worker(FuzzConfig(examples=70, seed=3, machine="toy_machine:machine_class"))
+    assert sizes == [30, 30, 10]
+    assert seeds == [runner.batch_seed(3, b) for b in range(3)] and len(set(seeds)) == 3
+    assert result.examples >= 70 and not result.failures

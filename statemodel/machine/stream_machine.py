@@ -71,7 +71,7 @@ def recorded(fn):
 
 def not_again(name: str):
     """Precondition for a costly rule that finds nothing new when repeated back to back (a
-    second restart, outage, forged resume or settle in a row). Swarm testing often enables
+    second restart, outage, forged resume, take-over or settle in a row). Swarm testing often enables
     only a rule or two for a whole example; this turns those examples from 20 server
     restarts in a row into quick discards."""
     return precondition(lambda self: self.last_rule != name)

@@ -96,10 +96,10 @@ def run_worker(
     namespace = loaded.spec + canonical(options_dict(config))
     db = open_database(config.db, namespace)
     profile = Settings.get_profile(config.profile)
-    per_batch = examples_for(config, worker, profile.max_examples)
-    remaining: int | None = per_batch  # --examples: run them in batches of at most MAX_BATCH
+    # --examples: run them in batches of at most MAX_BATCH; --duration: batches until time is up
+    remaining: int | None = examples_for(config, worker, profile.max_examples)
     if config.duration is not None and config.examples is None:
-        per_batch, remaining = config.batch_examples, None
+        remaining = None
     deadline = started + config.duration if config.duration is not None else None
 
     def on_fold(col):
@@ -113,7 +113,7 @@ def run_worker(
             if should_stop():
                 result.interrupted = True
                 break
-            size = per_batch if remaining is None else min(remaining, MAX_BATCH)
+            size = config.batch_examples if remaining is None else min(remaining, MAX_BATCH)
             s = Settings(
                 profile, max_examples=size, database=db, print_blob=True, deadline=None,
                 derandomize=False,

@@ -48,7 +48,6 @@ class Pipe:
         self.bw_free = 0.0
         # end-state flags
         self.eof_written = False  # writer sent FIN (or a CleanClose forced one)
-        self.closed_at: float | None = None  # when the writer let go (FIN or abort): it may act on it at once
         self.broken = False  # writes fail with BrokenResourceError
         self.aborted = False  # reads fail with BrokenResourceError
         self.reader_closed = False  # reading end closed locally
@@ -191,7 +190,6 @@ class Pipe:
         if self.eof_written:
             return
         self.eof_written = True
-        self._closed_now()
         if self.dead or self.aborted:
             return
         self._note("eof")
@@ -253,13 +251,8 @@ class Pipe:
 
     # -- faults ----------------------------------------------------------------------
 
-    def _closed_now(self) -> None:
-        if self.closed_at is None:
-            self.closed_at = trio.current_time()
-
     def kill(self) -> None:
         """Abort now: in-flight bytes are lost, both reads and writes fail."""
-        self._closed_now()
         self.aborted = True
         self.broken = True
         self.queue.clear()
@@ -348,7 +341,6 @@ class Link:
         self.trace.add(trio.current_time(), self.id, "both", "abort", 0, reason)
         for pipe in (self.c2s, self.s2c):
             if pipe is after:
-                pipe._closed_now()
                 pipe.broken = True
                 pipe.held.clear()
                 pipe.queue.append([pipe.last_at, ABORT])
@@ -376,12 +368,6 @@ class Link:
         else:
             for pipe in self.pipes(getattr(fault, "direction", "both")):
                 pipe.apply(fault)
-
-    @property
-    def server_closed_at(self) -> float | None:
-        """When the server's end stopped writing (FIN or abort): how long a server keeps a
-        connection it has given up on is observable from the network."""
-        return self.s2c.closed_at
 
     def end_closed(self) -> None:
         self.closed_ends += 1

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
-from trio_websocket import wrap_client_stream
 
 from . import protocol as P
+from . import websocket
 from .config import Config
-from .errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset, is_retryable
+from .errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset, describe, is_retryable
 from .wslink import Notifier, run_link
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
@@ -131,6 +131,7 @@ class Client:
         self._status_send, self.status = trio.open_memory_channel[Status](math.inf)
         self._closed: SessionClosed | None = None
         self._closing = False
+        self._fatal: str | None = None  # an exception of our own, contained (the session ends)
         self.attempt = 0
 
     # -- public API -----------------------------------------------------------------------
@@ -226,34 +227,44 @@ class Client:
         self._dispatch()
 
     async def _connect_once(self) -> tuple[int | None, str]:
+        """One connection, start to end: (close code, reason); None = no code (retryable).
+        A close code our own core decided (bad input from the server: final) stands however
+        the transport then ends; an exception of our own is recorded in `_fatal`."""
         cfg = self.config
         try:
             with trio.fail_after(cfg.handshake_timeout):
                 stream = await self._connect()
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            return None, f"connect failed: {exc!r}"
+            return None, f"connect failed: {describe(exc)}"
+        link: P.Link | None = None
         try:
             async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
-                try:
-                    # wrap_client_stream has no timeout and hangs if the transport drops
-                    # during the opening handshake: bound it.
-                    with trio.fail_after(cfg.handshake_timeout):
-                        ws = await wrap_client_stream(
-                            nursery, stream, self.host, self.resource,
-                            message_queue_size=cfg.ws_message_queue_size,
-                            max_message_size=cfg.ws_max_message_size,
-                            receive_buffer_size=cfg.ws_receive_buffer_size,
-                        )
-                except trio.TooSlowError:
+                ws = None
+                # The library's opening handshake has no timeout and hangs if the transport
+                # drops during it: bound it.
+                with trio.move_on_after(cfg.handshake_timeout) as handshake:
+                    ws = await websocket.connect(nursery, stream, self.host, self.resource,
+                                                 message_queue_size=cfg.ws_message_queue_size,
+                                                 max_message_size=cfg.ws_max_message_size,
+                                                 receive_buffer_size=cfg.ws_receive_buffer_size)
+                if ws is None:
                     nursery.cancel_scope.cancel()
-                    return None, "WebSocket handshake timed out"
+                    if handshake.cancelled_caught:
+                        return None, "WebSocket handshake timed out"
+                    return None, "server closed the connection during the WebSocket handshake"
                 link = self.proto.connect(trio.current_time())
+
+                def on_error(exc: Exception) -> None:
+                    self._fatal = self._fatal or describe(exc)
+
                 result = await run_link(ws, link, cfg, self._changed, self._on_message,
-                                        self.proto.next_deadline, self._on_timer)
+                                        self.proto.next_deadline, self._on_timer, on_error)
                 nursery.cancel_scope.cancel()
                 return result
-        except Exception as exc:  # noqa: BLE001 - e.g. ConnectionRejected from the reader task
-            return None, f"connection failed: {exc!r}"
+        except Exception as exc:  # noqa: BLE001 - the WebSocket layer failed; our decision stands
+            if link is not None and link.close is not None:
+                return link.close
+            return None, f"connection failed: {describe(exc)}"
         finally:
             self.proto.disconnected(trio.current_time())
             self._dispatch()
@@ -266,6 +277,11 @@ class Client:
             self._status(Disconnected(reason, code))
             if self._closing:
                 break
+            if self._fatal is not None:
+                # Our own core or dispatch raised: its state cannot be trusted, so the
+                # session ends here (streams fail with SessionClosed) instead of retrying.
+                self._give_up(int(CloseCode.INTERNAL_ERROR), f"client internal error: {self._fatal}")
+                return
             if not is_retryable(code):
                 self._give_up(code, reason)
                 return

@@ -8,8 +8,12 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     NORMAL = 1000  # session closed by its owner; final
     GOING_AWAY = 1001  # server shutting down; retryable
+    WS_PROTOCOL_ERROR = 1002  # WebSocket-level garbage (reserved opcode, bad close frame, ...); final
     ABNORMAL = 1006  # transport vanished without a close frame; retryable
-    INTERNAL_ERROR = 1011  # unexpected server bug; retryable
+    WS_INVALID_DATA = 1007  # invalid UTF-8 in a text WebSocket message or close reason; final
+    WS_MESSAGE_TOO_BIG = 1009  # WebSocket message above the receiver's limit; final
+    INTERNAL_ERROR = 1011  # unexpected bug in the peer (contained); retryable
+    TRY_AGAIN_LATER = 1013  # server out of a shared resource (pre-hello slots); retryable
     MALFORMED_FRAME = 4000  # undecodable/truncated frame or text WebSocket message; final
     UNSUPPORTED_VERSION = 4001  # hello.v is not 1; final
     PROTOCOL_VIOLATION = 4002  # valid frame at the wrong time (gap, ack beyond sent, ...); final
@@ -28,7 +32,7 @@ RETRYABLE = frozenset(
         CloseCode.ABNORMAL,
         CloseCode.INTERNAL_ERROR,
         1012,  # service restart
-        1013,  # try again later
+        CloseCode.TRY_AGAIN_LATER,
         CloseCode.HANDSHAKE_TIMEOUT,
         CloseCode.PEER_DEAD,
         CloseCode.SERVER_BUSY,
@@ -43,6 +47,46 @@ RETRYABLE = frozenset(
 def is_retryable(code: int | None) -> bool:
     """None (no close code at all: connect refused, reset) is retryable."""
     return code is None or code in RETRYABLE
+
+
+#: Longest close reason a WebSocket close frame can carry (125 bytes minus the 2-byte code).
+MAX_CLOSE_REASON = 123
+
+
+def printable(text: object, limit: int) -> str:
+    """`text` made safe to send or log: at most `limit` UTF-8 bytes, cut on a character
+    boundary, lone surrogates replaced. Text that carries peer input (close reasons, error
+    reasons, log lines) goes through here, so no input can make encoding raise."""
+    s = text if isinstance(text, str) else str(text)
+    data = s.encode("utf-8", "replace")  # lone surrogates -> "?"
+    if len(data) > limit:
+        data = data[:limit]
+    return data.decode("utf-8", "ignore")  # drops a character cut in half
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes on a character boundary, every character
+    kept as it is (lone surrogates too: JSON carries them escaped)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    cut = limit
+    while cut > 0 and (data[cut] & 0xC0) == 0x80:  # inside a character
+        cut -= 1
+    return data[:cut].decode("utf-8", "surrogatepass")
+
+
+def describe(exc: BaseException, limit: int = 200, *, one_line: bool = True, exact: bool = False) -> str:
+    """``Type: message`` (in one line for logs), even for an exception whose ``__str__``
+    raises; `exact` keeps every character (for an `error` item), else `printable`."""
+    try:
+        msg = str(exc)
+    except Exception:  # noqa: BLE001 - a hostile or broken __str__ must not take us down
+        msg = "<unprintable>"
+    text = f"{type(exc).__name__}: {msg}"
+    if one_line:
+        text = " ".join(text.split())
+    return clip(text, limit) if exact else printable(text, limit)
 
 
 class ProtocolError(Exception):

@@ -8,11 +8,12 @@ Pure (no trio). `decode` validates everything a peer controls and raises
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CloseCode, ProtocolError
+from .errors import CloseCode, ProtocolError, printable
 
 VERSION = 1
 # Sequenced item types: per stream, per direction, seq from 1.
@@ -47,7 +48,14 @@ class Frame:
 
 
 def encode(frame: Frame) -> bytes:
-    header = json.dumps({"t": frame.t, **frame.h}, separators=(",", ":"), ensure_ascii=False).encode()
+    """Total for any JSON-able header: text a peer made us echo (an error reason, a context
+    key or value) may hold lone surrogates, which UTF-8 cannot carry; those headers go out
+    with JSON's \\uXXXX escapes instead, which decode back to the very same string."""
+    obj = {"t": frame.t, **frame.h}
+    try:
+        header = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        header = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
     return b"".join((_LEN.pack(len(header)), header, frame.payload))  # payload may be a memoryview
 
 
@@ -55,11 +63,64 @@ def _bad(msg: str) -> ProtocolError:
     return ProtocolError(CloseCode.MALFORMED_FRAME, msg)
 
 
+#: Integers on the wire (stream ids, sequence numbers) stay below 2^53: exact in every JSON
+#: implementation, and a peer cannot make us do arithmetic on thousand-digit numbers.
+MAX_INT = 2**53 - 1
+#: JSON nesting a header may use (PROTOCOL.md §2). Deeper input is refused before anything
+#: walks it recursively (the parser's own limit is the interpreter's recursion limit).
+MAX_DEPTH = 32
+
+
+def _finite(text: str) -> float:
+    f = float(text)
+    if math.isinf(f):  # 1e400: JSON has no infinity, and we could not send it back
+        raise ValueError(f"number {text[:20]} is out of range")
+    return f
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _short(v: Any) -> str:
+    """A peer's value for an error message: repr, one line, cut (never the whole input)."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def _uint(h: dict, key: str, *, minimum: int = 0) -> int:
     v = h.get(key)
-    if type(v) is not int or v < minimum:
-        raise _bad(f"field {key!r} must be an integer >= {minimum}, got {v!r}")
+    if type(v) is not int or not minimum <= v <= MAX_INT:
+        raise _bad(f"field {key!r} must be an integer in [{minimum}, 2^53), got {_short(v)}")
     return v
+
+
+def _stream_id(k: Any, key: str) -> int:
+    """A JSON object key naming a stream: canonical ASCII decimal ("7", never "07", "٧" or
+    "²", which str.isdigit() accepts and int() either maps to 7 or refuses)."""
+    if not (isinstance(k, str) and 0 < len(k) <= 16 and k.isascii() and k.isdigit() and (k == "0" or k[0] != "0")):
+        raise _bad(f"field {key!r} has a bad stream id {_short(k)}")
+    sid = int(k)
+    if sid > MAX_INT:
+        raise _bad(f"field {key!r} has a bad stream id {_short(k)}")
+    return sid
+
+
+def depth_ok(value: Any, limit: int) -> bool:
+    """True if `value` nests no deeper than `limit` (iterative: no recursion on peer input)."""
+    todo = [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict):
+            children = v.values()
+        elif isinstance(v, list):
+            children = v
+        else:
+            continue
+        if d > limit:
+            return False
+        todo.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+    return True
 
 
 def _seq_map(v: Any, key: str) -> dict[int, int]:
@@ -68,11 +129,10 @@ def _seq_map(v: Any, key: str) -> dict[int, int]:
         raise _bad(f"field {key!r} must be an object of stream id -> seq")
     out: dict[int, int] = {}
     for k, s in v.items():
-        if not (isinstance(k, str) and k.isdigit() and len(k) <= 12):
-            raise _bad(f"field {key!r} has a bad stream id {k!r}")
-        if type(s) is not int or s < 0:
-            raise _bad(f"field {key!r} has a bad seq {s!r} for stream {k}")
-        out[int(k)] = s
+        sid = _stream_id(k, key)
+        if type(s) is not int or not 0 <= s <= MAX_INT:
+            raise _bad(f"field {key!r} has a bad seq {_short(s)} for stream {sid}")
+        out[sid] = s
     return out
 
 
@@ -90,14 +150,18 @@ def decode(data: bytes | bytearray, *, max_frame_size: int = 1 << 20, max_header
         raise _bad(f"truncated frame: header length {hlen} but only {len(data) - 4} bytes follow")
     view = memoryview(data)
     try:
-        h = json.loads(str(view[4 : 4 + hlen], "utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _bad(f"header is not UTF-8 JSON: {exc}") from None
+        h = json.loads(str(view[4 : 4 + hlen], "utf-8"), parse_float=_finite, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also integers of > 4300 digits
+        raise _bad(f"header is not UTF-8 JSON: {printable(exc, 120)}") from None
+    except RecursionError:
+        raise _bad(f"header nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(h, dict):
         raise _bad("header must be a JSON object")
+    if not depth_ok(h, MAX_DEPTH):
+        raise _bad(f"header nests deeper than {MAX_DEPTH} levels")
     t = h.pop("t", None)
-    if t not in TYPES:
-        raise _bad(f"unknown frame type {t!r}")
+    if not isinstance(t, str) or t not in TYPES:
+        raise _bad(f"unknown frame type {_short(t)}")
     # bytes are immutable, so a view of them is a safe zero-copy payload; a bytearray is
     # copied, or the caller could change a decoded frame after the fact.
     payload: bytes | memoryview = b""
@@ -132,8 +196,8 @@ def _validate(t: str, h: dict) -> None:
         if t != "ctx" and h["s"] == 0:
             raise _bad(f"{t} items need a stream id >= 1 (stream 0 is the session stream)")
     elif t == "hello":
-        if "v" not in h:
-            raise _bad("hello needs a version field 'v'")
+        if type(h.get("v")) is not int:
+            raise _bad(f"hello needs an integer version field 'v', got {_short(h.get('v'))}")
         r = h.get("resume")
         if r is not None:
             if not isinstance(r, dict):
@@ -143,6 +207,8 @@ def _validate(t: str, h: dict) -> None:
                     raise _bad(f"hello.resume.{key} must be a string")
             r["recv"] = _seq_map(r.get("recv", {}), "resume.recv")
     elif t == "welcome":
+        if type(h.get("v")) is not int:
+            raise _bad(f"welcome needs an integer version field 'v', got {_short(h.get('v'))}")
         for key in ("session", "token", "epoch"):
             if not isinstance(h.get(key), str):
                 raise _bad(f"welcome.{key} must be a string")
@@ -152,8 +218,7 @@ def _validate(t: str, h: dict) -> None:
         lost = h.get("lost", {})
         if not isinstance(lost, dict) or not all(isinstance(v, str) for v in lost.values()):
             raise _bad("welcome.lost must be an object of stream id -> reason")
-        ids = _seq_map({k: 0 for k in lost}, "lost")
-        h["lost"] = {sid: lost[key] for sid, key in zip(ids, lost)}
+        h["lost"] = {_stream_id(k, "lost"): reason for k, reason in lost.items()}
     elif t in ("ack", "ping", "pong"):
         h["a"] = _seq_map(h.get("a", {}), "a")
 

@@ -18,14 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .config import Config
-from .errors import CloseCode, ProtocolError
-from .frames import C2S_ITEMS, S2C_ITEMS, VERSION, Frame, decode, encode
+from .errors import CloseCode, ProtocolError, clip
+from .frames import C2S_ITEMS, MAX_DEPTH, S2C_ITEMS, VERSION, Frame, decode, depth_ok, encode
 
 INF = float("inf")
-WS_MESSAGE_TOO_BIG = 1009  # trio-websocket's own close for a message above its limit
 #: Close codes for bad input from the peer (PROTOCOL.md §10): final, the session ends at once.
+#: 1002/1007/1009 are the WebSocket layer's (garbage frames, invalid UTF-8, message too big).
 FINAL_BAD_INPUT = frozenset({CloseCode.MALFORMED_FRAME, CloseCode.UNSUPPORTED_VERSION, CloseCode.PROTOCOL_VIOLATION,
-                             CloseCode.FRAME_TOO_LARGE, CloseCode.MESSAGE_TOO_LARGE})
+                             CloseCode.FRAME_TOO_LARGE, CloseCode.MESSAGE_TOO_LARGE, CloseCode.WS_PROTOCOL_ERROR,
+                             CloseCode.WS_INVALID_DATA, CloseCode.WS_MESSAGE_TOO_BIG})
+#: Our close codes after which the session is ended at once: bad input, and our own
+#: contained internal error (1011: its state may be half-updated; a resume gets `reset`).
+ENDS_SESSION = FINAL_BAD_INPUT | {CloseCode.INTERNAL_ERROR}
+#: Longest `error` item reason, in UTF-8 bytes (longer ones are cut; PROTOCOL.md §8).
+MAX_ERROR_REASON = 1024
 
 
 def make_token_source(rng: random.Random | None) -> Callable[[], str]:
@@ -200,16 +206,36 @@ class _Endpoint:
             self.budget.sessions += (self.buffered_items > 0) - (before > 0)
 
     def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:
-        st = self.out.setdefault(sid, _OutStream())
-        seq = st.next_seq
-        st.next_seq += 1
+        """Sequence and buffer one item. Encodes first: a value that cannot be sent (not
+        JSON, a header the peer would refuse) raises ValueError/TypeError before anything
+        changes, so the stream's sequence has no hole."""
+        st = self.out.get(sid)
+        seq = st.next_seq if st is not None else 1
         data = encode(Frame(t, {"s": sid, "q": seq, **(fields or {})}, payload))
+        header = int.from_bytes(data[:4], "big")
+        if header > self.config.max_header_size or len(data) > self.config.max_frame_size:
+            raise ValueError(f"{t} frame of {len(data)} bytes (header {header}) exceeds max_frame_size "
+                             f"({self.config.max_frame_size}) or max_header_size ({self.config.max_header_size})")
+        if st is None:
+            st = self.out[sid] = _OutStream()
+        st.next_seq += 1
         self._order += 1
         st.buf.append(_Out(seq, self._order, data, len(payload), now))
         self.account(len(payload), 1)
         if self.link is not None and self.link.ready and self.link.close is None:
             self.link.outbox.append(data)
         return seq
+
+    def set_context(self, key: str, value: Any, now: float) -> None:
+        """Set one context key and send it as a `ctx` item. A key or value the peer would
+        refuse (not a string key, not JSON, nested deeper than the header limit, too large)
+        raises TypeError/ValueError and changes nothing."""
+        if not isinstance(key, str):
+            raise TypeError(f"context keys are strings, got {type(key).__name__}")
+        if not depth_ok(value, MAX_DEPTH - 1):
+            raise ValueError(f"context value nests deeper than {MAX_DEPTH - 1} levels")
+        self.push("ctx", 0, now, {"key": key, "value": value})  # encodes (and checks) first
+        self.context[key] = value
 
     def push_message(self, sid: int, msg: str | bytes, now: float) -> None:
         kind, parts = split_message(msg, self.config.fragment_size, mutants=self.config.mutants)
@@ -221,7 +247,8 @@ class _Endpoint:
             item = st.buf.popleft()
             self.account(-item.size, -1)
 
-    def on_acks(self, acks: dict[int, int]) -> None:
+    def check_acks(self, acks: dict[int, int]) -> None:
+        """Raise 4002 if any position acks an item never sent; changes nothing."""
         for sid, seq in acks.items():
             if sid in self.retired:
                 continue  # nothing left to release: a late or repeated ack
@@ -231,7 +258,14 @@ class _Endpoint:
                 raise ProtocolError(
                     CloseCode.PROTOCOL_VIOLATION, f"ack for stream {sid} up to seq {seq}, but only {sent} were sent"
                 )
-            if st is not None:
+
+    def on_acks(self, acks: dict[int, int]) -> None:
+        """All or nothing: a map with one bad position is refused whole (validate, then apply),
+        so a rejected resume or ack leaves the buffers as they were."""
+        self.check_acks(acks)
+        for sid, seq in acks.items():
+            st = self.out.get(sid)
+            if st is not None and sid not in self.retired:
                 st.acked = max(st.acked, seq)
                 self._drop_through(st, seq)
                 self.try_retire(sid)
@@ -530,7 +564,7 @@ class ServerProtocol:
                 s = self.sessions.get(r["session"])
                 if s is None:
                     reason = "session_expired" if r["session"] in self._expired else "unknown_session"
-                elif not hmac.compare_digest(s.token.encode(), r["token"].encode()) and (
+                elif not hmac.compare_digest(s.token.encode(), r["token"].encode("utf-8", "surrogatepass")) and (
                     "token_not_checked" not in self.config.mutants
                 ):
                     raise ProtocolError(CloseCode.FORGED_TOKEN, "resume token does not match the session")
@@ -644,7 +678,7 @@ class ServerProtocol:
             s.disconnected_at = now
             # A final code from us (bad input) means no resume will ever come: keeping the
             # session for session_ttl would only let a misbehaving peer hold slots and memory.
-            if peer_code in (CloseCode.NORMAL, WS_MESSAGE_TOO_BIG) or (ours is not None and ours[0] in FINAL_BAD_INPUT):
+            if peer_code in (CloseCode.NORMAL, CloseCode.WS_MESSAGE_TOO_BIG) or (ours is not None and ours[0] in ENDS_SESSION):
                 self._end_session(s, "session_closed")
                 return
             if "inflight_per_connection" in self.config.mutants:
@@ -674,8 +708,8 @@ class ServerProtocol:
         s.open.discard(sid)
         if error is None:
             s.ep.push("end", sid, now)
-        else:
-            s.ep.push("error", sid, now, {"reason": error})
+        else:  # the reason may carry peer input of any size: cut it so the header always fits
+            s.ep.push("error", sid, now, {"reason": clip(str(error), MAX_ERROR_REASON)})
         if "end_not_replayed" in self.config.mutants:
             st = s.ep.out[sid]
             item = st.buf.pop()  # sent once on the live link, never replayed
@@ -685,8 +719,7 @@ class ServerProtocol:
     def set_context(self, session: str, key: str, value: Any, now: float) -> None:
         s = self.sessions.get(session)
         if s is not None:
-            s.ep.context[key] = value
-            s.ep.push("ctx", 0, now, {"key": key, "value": value})
+            s.ep.set_context(key, value, now)
 
     def context(self, session: str) -> dict[str, Any]:
         s = self.sessions.get(session)
@@ -841,7 +874,16 @@ class ClientProtocol:
             raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"server speaks version {f.h.get('v')!r}")
         h = f.h
         outcome, reason, lost = h["outcome"], h.get("reason"), h["lost"]
-        if self.session is not None and h["session"] != self.session:
+        if reason is not None and not isinstance(reason, str):
+            raise ProtocolError(CloseCode.MALFORMED_FRAME, "welcome.reason must be a string")
+        replaced = self.session is not None and h["session"] != self.session
+        # Validate, then apply: a welcome refused with 4002 changes nothing (a replacement
+        # session starts with nothing sent, so any recv position there is beyond sent).
+        if replaced:
+            _Endpoint(self.config, self.ep.mine, self.ep.theirs).check_acks(h["recv"])
+        elif "no_dedupe" not in self.config.mutants:
+            self.ep.check_acks(h["recv"])
+        if replaced:
             # A different session: everything of the old one is gone.
             reason = reason or "unknown_session"
             for sid in sorted(self.streams):
@@ -926,8 +968,7 @@ class ClientProtocol:
             self.ep.push("cancel", sid, now)
 
     def set_context(self, key: str, value: Any, now: float) -> None:
-        self.ep.context[key] = value
-        self.ep.push("ctx", 0, now, {"key": key, "value": value})
+        self.ep.set_context(key, value, now)
 
     def next_deadline(self) -> float:
         return self.ep.link_deadline()

@@ -6,21 +6,47 @@ decisions are in `protocol.ServerProtocol`; this file moves bytes, runs timers a
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
+import os
 import random
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
-from trio_websocket import wrap_server_stream
+from trio_websocket import ConnectionClosed
 
 from . import protocol as P
+from . import websocket
 from .app import App, Request
 from .config import Config
-from .errors import StreamError
+from .errors import StreamError, describe
 from .wslink import Notifier, run_link
 
 log = logging.getLogger(__name__)
+
+#: accept(2) errors that mean the process or system is out of a resource, not that the
+#: listener is broken: wait and accept again, as trio's serve_listeners does.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of a resource (trio's value)
+
+#: Server.stats() counters (always present, so a soak can diff them).
+COUNTERS = (
+    "closed_bad_input",  # connections we closed for the peer's bad input (4000-4005, 1002, 1007, 1009)
+    "closed_internal_error",  # connections we closed 1011 after containing our own exception
+    "internal_errors",  # exceptions contained anywhere (connections, app tasks, timers): bugs
+    "handshakes_failed",  # transports dropped before the WebSocket handshake completed
+    "accept_errors",  # accept(2) failed for lack of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS)
+)
+
+
+def _app_error(exc: Exception) -> str:
+    """The `error` reason for an app that raised: `StreamError(reason)` -> reason, anything
+    else -> "Type: message" (PROTOCOL.md §8), whatever its ``__str__`` does."""
+    if isinstance(exc, StreamError):
+        return exc.reason
+    return describe(exc, P.MAX_ERROR_REASON, one_line=False, exact=True)
 
 
 class Server:
@@ -33,13 +59,22 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self.connections = 0
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._ids = itertools.count(1)
 
     @property
     def epoch(self) -> str:
         return self.proto.epoch
 
     def stats(self) -> dict[str, int]:
-        return {**self.proto.stats(), "app_tasks": len(self._apps), "connections": self.connections}
+        return {**self.proto.stats(), "app_tasks": len(self._apps), "connections": self.connections,
+                **self.counters}
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        """A bug of ours, contained: one log line (the traceback only at DEBUG), counted."""
+        self.counters["internal_errors"] += 1
+        log.error("%s: internal error (contained): %s", where, describe(exc))
+        log.debug("%s: traceback", where, exc_info=exc)
 
     # -- lifetime -------------------------------------------------------------------------
     async def __aenter__(self) -> "Server":
@@ -62,8 +97,26 @@ class Server:
             return
         async with listener:
             task_status.started()
+            starved = False
             while True:
-                stream = await listener.accept()
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    # Out of file descriptors (or memory): the connections we hold are
+                    # fine, so keep serving them and accept again shortly. Logged once per
+                    # episode, counted every time.
+                    self.counters["accept_errors"] += 1
+                    if not starved:
+                        log.warning("accept failed with %s (%s); retrying every %ss until it succeeds",
+                                    errno.errorcode[exc.errno], os.strerror(exc.errno), ACCEPT_RETRY)
+                    starved = True
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                if starved:
+                    log.warning("accept works again")
+                    starved = False
                 self._nursery.start_soon(self._guarded, stream)
 
     async def serve_tcp(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -86,43 +139,61 @@ class Server:
         """One bad connection must never take the server (and other sessions) down."""
         try:
             await self.handle_stream(stream)
-        except Exception:  # noqa: BLE001 - logged, connection dropped, others unaffected
-            log.exception("connection handler failed")
+        except Exception as exc:  # noqa: BLE001 - logged once, connection dropped, others unaffected
+            self._internal_error("connection handler", exc)
 
     # -- one connection -------------------------------------------------------------------
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one transport until it ends. Failures are contained here: bad input gets
+        its close code (logged at INFO), our own exceptions 1011 (logged once at ERROR);
+        both end the session and are counted in `stats()`."""
         if self._nursery is None:
             raise RuntimeError("enter the server first: `async with server:` (or use server.serve(listener))")
         cfg = self.config
         conn: P.ServerConnection | None = None
         peer_code: int | None = None
+        cid = next(self._ids)
+        start = trio.current_time()
         self.connections += 1
         try:
             async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
-                try:
-                    with trio.fail_after(cfg.handshake_timeout):  # wrap_server_stream has no timeout
-                        request = await wrap_server_stream(
-                            nursery, stream, message_queue_size=cfg.ws_message_queue_size,
-                            max_message_size=cfg.ws_max_message_size,
-                            receive_buffer_size=cfg.ws_receive_buffer_size,
-                        )
-                        ws = await request.accept()
-                except Exception:  # noqa: BLE001 - handshake failed or timed out: just drop it
+                ws = None
+                with trio.move_on_after(cfg.handshake_timeout):  # the library has no timeout
+                    try:
+                        ws = await websocket.accept(nursery, stream, message_queue_size=cfg.ws_message_queue_size,
+                                                    max_message_size=cfg.ws_max_message_size,
+                                                    receive_buffer_size=cfg.ws_receive_buffer_size)
+                    except ConnectionClosed:
+                        pass  # the peer left while we answered its upgrade request
+                if ws is None:  # no WebSocket: timed out, not HTTP, or the peer left
+                    self.counters["handshakes_failed"] += 1
                     nursery.cancel_scope.cancel()
                     return
-                conn = self.proto.connect(trio.current_time())
-                code, _ = await run_link(ws, conn, cfg, self._changed, self._on_message(conn),
-                                         conn.next_deadline, self._on_timer(conn))
+                # The handshake clock started at accept: HTTP upgrade + hello share one bound.
+                conn = self.proto.connect(start)
+
+                def on_error(exc: Exception) -> None:
+                    self._internal_error(f"connection {cid}", exc)
+
+                code, reason = await run_link(ws, conn, cfg, self._changed, self._on_message(conn),
+                                              conn.next_deadline, self._on_timer(conn), on_error)
                 # A 1000 we did not send ourselves: the client closed its session on purpose.
                 peer_code = code if conn.close is None else None
                 nursery.cancel_scope.cancel()
+            if conn.close is not None and conn.close[0] in P.FINAL_BAD_INPUT:
+                self.counters["closed_bad_input"] += 1
+                log.info("connection %d: closed %d for bad input: %s", cid, conn.close[0], conn.close[1])
+            elif conn.close is not None and conn.close[0] == P.CloseCode.INTERNAL_ERROR:
+                self.counters["closed_internal_error"] += 1
         finally:
             self.connections -= 1
-            if conn is not None:
-                self.proto.disconnected(conn, trio.current_time(), peer_code)
-                self._dispatch()
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+            try:
+                if conn is not None:
+                    self.proto.disconnected(conn, trio.current_time(), peer_code)
+                    self._dispatch()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
 
     def _on_message(self, conn: P.ServerConnection):
         def on_message(msg: bytes | str, now: float) -> None:
@@ -138,13 +209,17 @@ class Server:
 
     async def _session_timer(self) -> None:
         while True:
-            d = self.proto.next_deadline()
-            with trio.move_on_at(d):
-                await self._changed.wait()
-            now = trio.current_time()
-            if now >= d:
-                self.proto.on_timer(now)
-                self._dispatch()
+            try:
+                d = self.proto.next_deadline()
+                with trio.move_on_at(d):
+                    await self._changed.wait()
+                now = trio.current_time()
+                if now >= d:
+                    self.proto.on_timer(now)
+                    self._dispatch()
+            except Exception as exc:  # noqa: BLE001 - contained; retried after a pause, not in a loop
+                self._internal_error("session timer", exc)
+                await trio.sleep(1.0)
 
     # -- applications ---------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -177,12 +252,31 @@ class Server:
             await self._changed.wait()
 
     async def _run_app(self, ev: P.Opened, scope: trio.CancelScope, request: Request) -> None:
+        """One stream's app task. Everything the app does is contained in the stream (an
+        `error` item); a failure of our own machinery is contained too (logged once, the
+        stream fails with `internal_error`): nothing here may end the server's nursery."""
+        try:
+            await self._app_stream(ev, scope, request)
+        except Exception as exc:  # noqa: BLE001 - our bug; the other streams and sessions go on
+            self._internal_error(f"stream {ev.sid} of session {ev.session[:8]}", exc)
+            self._apps.pop((ev.session, ev.sid), None)
+            try:
+                self.proto.finish(ev.session, ev.sid, trio.current_time(), "internal_error")
+            except Exception as again:  # noqa: BLE001
+                self._internal_error(f"stream {ev.sid} of session {ev.session[:8]}: finish", again)
+            self._changed.notify()
+
+    async def _app_stream(self, ev: P.Opened, scope: trio.CancelScope, request: Request) -> None:
         key = (ev.session, ev.sid)
         error: str | None = None
         with scope:
             try:
-                async with aclosing(self.app(request)) as chunks:
-                    while True:
+                chunks = self.app(request)
+            except Exception as exc:  # noqa: BLE001 - the app failed: a sequenced error
+                error = _app_error(exc)
+            else:
+                try:
+                    while error is None:
                         # Backpressure before pulling the next chunk, so a parked app holds
                         # no chunk in memory either.
                         await self._room(ev.session)
@@ -190,20 +284,28 @@ class Server:
                             chunk = await chunks.__anext__()
                         except StopAsyncIteration:
                             break
+                        except Exception as exc:  # noqa: BLE001 - the app failed: a sequenced error
+                            error = _app_error(exc)
+                            break
                         if not isinstance(chunk, (str, bytes)):
-                            raise TypeError(f"app yielded {type(chunk).__name__}; chunks must be str or bytes")
+                            error = f"TypeError: app yielded {type(chunk).__name__}; chunks must be str or bytes"
+                            break
                         # The app may have waited (e.g. for a client message) after the check
                         # above while another stream filled the buffer: check again, or every
                         # such stream overshoots the bound by a message (found by StreamMachine).
                         await self._room(ev.session)
+                        # Our machinery from here: its exceptions are ours (see _run_app).
                         if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
                             break
                         chunk = None  # encoded into the replay buffer: don't hold a second copy
                         self._changed.notify()
-            except StreamError as exc:
-                error = exc.reason
-            except Exception as exc:  # noqa: BLE001 - the client gets a sequenced error instead
-                error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    aclose = getattr(chunks, "aclose", None)
+                    if aclose is not None:
+                        try:
+                            await aclose()  # the app's own cleanup (finally blocks)
+                        except Exception as exc:  # noqa: BLE001 - the app failed while closing
+                            error = error or _app_error(exc)
         del self._apps[key]
         if scope.cancelled_caught:
             # "cancelled" is a no-op if the stream is already gone (lost/expired)

@@ -13,7 +13,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .config import Config
-from .errors import CloseCode
+from .errors import MAX_CLOSE_REASON, CloseCode, printable
 from .protocol import Link
 
 
@@ -61,13 +61,22 @@ async def run_link(
     on_message: Callable[[bytes | str, float], None],
     deadline: Callable[[], float],
     on_timer: Callable[[float], None],
+    on_error: Callable[[Exception], None],
 ) -> tuple[int | None, str]:
     """Run one established WebSocket until it ends; returns (close code, reason).
 
     `on_message` / `on_timer` feed the core (and dispatch its events); `link.close` set by
-    the core (protocol error, dead peer, superseded) makes us close with that code.
+    the core (protocol error, dead peer, superseded) makes us close with that code. An
+    unexpected exception from either (a bug: the core turns bad input into `link.close`)
+    is contained: `on_error(exc)` reports it and the connection closes with 1011. Bad
+    WebSocket-level input (`ws.local_error`: 1002, 1007, 1009) closes with its code.
     """
     result: list[tuple[int | None, str]] = []
+
+    def contained(exc: Exception) -> None:
+        on_error(exc)
+        link.fail(CloseCode.INTERNAL_ERROR, "internal error")
+        changed.notify()
 
     def finish(code: int | None, reason: str) -> None:
         if not result:
@@ -78,12 +87,23 @@ async def run_link(
         try:
             while link.close is None:
                 msg = await ws.get_message()  # bounded by the core's dead_after timer
-                on_message(msg, trio.current_time())
+                try:
+                    on_message(msg, trio.current_time())
+                except Exception as exc:  # noqa: BLE001 - contained: 1011, reported once
+                    contained(exc)
+                    return
                 d = deadline()
                 if d < alarm.deadline:  # later moves can wait for the timer's next wakeup
                     alarm.deadline = d
                 changed.notify()
         except ConnectionClosed as exc:
+            local = getattr(ws, "local_error", None)
+            if local is not None and link.close is None:
+                # We failed the connection for the peer's bad WebSocket input (our close
+                # frame is out): a final code like any bad input, closed by the writer.
+                link.fail(local.code, local.reason or f"bad WebSocket input ({local.code})")
+                changed.notify()
+                return
             if link.close is not None:
                 # We are closing, and the writer owns the close: it reports the code the core
                 # decided (trio-websocket 0.12.2's aclose() records *our* close as 1000
@@ -121,7 +141,7 @@ async def run_link(
             code, reason = link.close
             # Bounded: trio-websocket's aclose() waits for the peer's close frame forever.
             with trio.move_on_after(config.close_timeout):
-                await ws.aclose(code, reason[:120])
+                await ws.aclose(code, printable(reason, MAX_CLOSE_REASON))
             finish(code, reason)
         except ConnectionClosed as exc:
             r = exc.reason
@@ -142,7 +162,11 @@ async def run_link(
                 await trio.sleep_forever()
             now = trio.current_time()
             if now >= deadline():
-                on_timer(now)
+                try:
+                    on_timer(now)
+                except Exception as exc:  # noqa: BLE001 - contained: 1011, reported once
+                    contained(exc)
+                    return
                 changed.notify()
 
     alarm = trio.CancelScope(deadline=deadline())

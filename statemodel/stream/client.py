@@ -53,12 +53,13 @@ class Resumed:
 Status = Connected | Disconnected | Reconnecting | Resumed
 
 
-def backoff_delay(config: Config, attempt: int, rng: random.Random) -> float:
-    """First retry immediately (a dropped connection usually reconnects at once), then
-    exponential backoff base*2^(attempt-2), capped, minus up to `jitter` of it at random."""
-    if attempt <= 1:
+def backoff_delay(config: Config, level: int, rng: random.Random) -> float:
+    """Delay before reconnecting at backoff `level` (1, 2, ...): level 1 is immediate (a
+    dropped healthy connection usually reconnects at once), then base*2^(level-2), capped
+    at backoff_max, minus up to `jitter` of it at random (never below (1-jitter) of it)."""
+    if level <= 1:
         return 0.0
-    delay = min(config.backoff_max, config.backoff_base * 2 ** min(attempt - 2, 60))
+    delay = min(config.backoff_max, config.backoff_base * 2 ** min(level - 2, 60))
     return delay * (1.0 - config.backoff_jitter * rng.random())
 
 
@@ -132,7 +133,12 @@ class Client:
         self._closed: SessionClosed | None = None
         self._closing = False
         self._fatal: str | None = None  # an exception of our own, contained (the session ends)
+        # `attempt` counts tries since the last welcome (status events, max_reconnect_attempts);
+        # `backoff_level` counts connections since the last *healthy* one and sets the delay,
+        # so a server that welcomes then closes at once cannot make us reconnect in a loop.
         self.attempt = 0
+        self.backoff_level = 0
+        self._welcomed_at: float | None = None  # when this connection's welcome arrived
 
     # -- public API -----------------------------------------------------------------------
     @property
@@ -199,6 +205,7 @@ class Client:
         for ev in self.proto.drain_events():
             if isinstance(ev, P.Welcome):
                 self.attempt = 0
+                self._welcomed_at = trio.current_time()
                 self._status(Connected(self.proto.session or ""))
                 if ev.outcome != "new":
                     self._status(Resumed(ev.outcome, ev.reason, tuple(sorted(ev.lost))))
@@ -271,9 +278,15 @@ class Client:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
+    def _healthy(self) -> bool:
+        """The connection that just ended was welcomed and stayed up `healthy_after`."""
+        return self._welcomed_at is not None and trio.current_time() - self._welcomed_at >= self.config.healthy_after
+
     async def _maintain(self) -> None:
         while not self._closing:
+            self._welcomed_at = None
             code, reason = await self._connect_once()
+            self.backoff_level = 1 if self._healthy() else self.backoff_level + 1
             self._status(Disconnected(reason, code))
             if self._closing:
                 break
@@ -290,7 +303,7 @@ class Client:
             if limit is not None and self.attempt > limit:
                 self._give_up(code, f"gave up after {limit} reconnect attempts; last: {reason}")
                 return
-            delay = backoff_delay(self.config, self.attempt, self.rng)
+            delay = backoff_delay(self.config, self.backoff_level, self.rng)
             self._status(Reconnecting(self.attempt, delay))
             await trio.sleep(delay)
         self._give_up(int(CloseCode.NORMAL), "client closed the session")

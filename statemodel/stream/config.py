@@ -43,6 +43,10 @@ class Config:
     backoff_base: float = 0.05
     backoff_max: float = 5.0
     backoff_jitter: float = 0.5  # fraction of the delay that is randomised away
+    # A connection is *healthy* once it has been up (welcome received) this long; only a
+    # healthy connection resets the backoff, so a server that closes right after welcome
+    # (1001, 1011, 1013, 4008, a drop) sees delays grow to backoff_max (PROTOCOL.md §11).
+    healthy_after: float = 5.0
     max_reconnect_attempts: int | None = None  # None = retry forever
     ws_message_queue_size: int = 64  # trio-websocket's default of 1 stalls pongs/closes
     ws_receive_buffer_size: int = 64 * KiB  # trio-websocket's default is 4 KiB
@@ -51,7 +55,7 @@ class Config:
     def __post_init__(self) -> None:
         """Reject settings that could never work, with a message that says which and why."""
         for name in ("handshake_timeout", "heartbeat_interval", "dead_after", "send_timeout",
-                     "close_timeout", "session_ttl", "replay_max_age"):
+                     "close_timeout", "session_ttl", "replay_max_age", "backoff_base", "healthy_after"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
@@ -60,10 +64,14 @@ class Config:
                      "max_streams_per_session", "app_backlog_bytes"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.ack_interval < 0 or self.backoff_base < 0 or self.backoff_max < 0:
-            raise ValueError("Config.ack_interval, backoff_base and backoff_max must be >= 0")
-        if not 0 <= self.backoff_jitter <= 1:
-            raise ValueError(f"Config.backoff_jitter must be within [0, 1], got {self.backoff_jitter!r}")
+        if self.ack_interval < 0:
+            raise ValueError("Config.ack_interval must be >= 0")
+        if self.backoff_max < self.backoff_base:
+            raise ValueError(f"Config.backoff_max ({self.backoff_max}) must be >= backoff_base ({self.backoff_base})")
+        # jitter < 1 keeps every delay after the first >= (1 - jitter) x its nominal value:
+        # the reconnect rate has a floor by construction (no retry storm).
+        if not 0 <= self.backoff_jitter < 1:
+            raise ValueError(f"Config.backoff_jitter must be within [0, 1), got {self.backoff_jitter!r}")
         if self.fragment_size + 1024 > self.max_frame_size:
             raise ValueError(
                 f"Config.fragment_size ({self.fragment_size}) + 1 KiB of header must fit in "

@@ -71,3 +71,38 @@ class RawClient:
                         self.messages.append(b"".join(part) if isinstance(event.data, bytes) else "".join(part))
                         part = []
         return self.close
+
+
+class RawServer:
+    """The server side, as loose: the opening handshake by wsproto, then frames we choose
+    (it never answers a close frame unless told to)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.messages: list[bytes | str] = []
+        self.close: tuple[int, str] | None = None
+
+    async def handshake(self) -> None:
+        while True:
+            self.ws.receive_data(await self.stream.receive_some(65536) or None)
+            for event in self.ws.events():
+                if isinstance(event, Request):
+                    await self.stream.send_all(self.ws.send(AcceptConnection()))
+                    return
+
+    async def send_message(self, data: bytes) -> None:
+        await self.stream.send_all(self.ws.send(Message(data=data)))
+
+    async def receive_until(self, stop) -> None:
+        """Read events until `stop(self)` holds (messages and the peer's close recorded)."""
+        while not stop(self):
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, CloseConnection):
+                    self.close = (event.code, event.reason)
+                elif isinstance(event, Message) and event.message_finished:
+                    self.messages.append(event.data)

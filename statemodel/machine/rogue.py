@@ -8,6 +8,11 @@ nothing else.
 ``take_over`` holds the real token -- the client's own previous connection lingering after
 a network handover, or a second tab -- and resumes the session beside the live client.
 PROTOCOL.md §7.3: each newer connection fences the older one with 4006.
+
+Neither is on the client's network path, so the machine dials them around the faults meant
+for the client's links where the target offers a way (``Target.dial_around``). Whatever
+stalls or breaks their own dial is the network's doing, never the server's: it makes the
+attempt inconclusive, never a failure.
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ SUPERSEDED_CODE = 4006
 MAX_MESSAGE = 2**22  # a replayed item is at most max_frame_size plus its header
 
 
+# What a dial may raise when the network, not the server, is in the way: a refused or reset
+# connect, or a connect timeout (a partition stalls a dial through the fault proxy).
+DIAL_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
 @asynccontextmanager
-async def _connection(dial):
+async def _connection(dial, request: tuple[str, str]):
     """A rogue WebSocket over one dialled stream (a partition stalls the dial like a lost
-    SYN: callers bound the whole exchange), closed forcefully on the way out."""
+    SYN: callers bound the whole exchange), closed forcefully on the way out. ``request``
+    is the (Host header, resource) of the WebSocket handshake."""
     stream = await dial()
     try:
         async with trio.open_nursery() as nursery:
             try:
-                yield await wrap_client_stream(nursery, stream, "statemodel", "/", max_message_size=MAX_MESSAGE)
+                yield await wrap_client_stream(nursery, stream, *request, max_message_size=MAX_MESSAGE)
             finally:
                 nursery.cancel_scope.cancel()
     finally:
@@ -41,11 +52,11 @@ async def _connection(dial):
             await trio.aclose_forcefully(stream)
 
 
-async def _exchange(dial, hello: dict, timeout: float) -> tuple[str, object]:
+async def _exchange(dial, hello: dict, timeout: float, request: tuple[str, str]) -> tuple[str, object]:
     """Send one hello; return ("welcome", header) or ("closed", code) or ("timeout", None)."""
     try:
         with trio.move_on_after(timeout):
-            async with _connection(dial) as ws:
+            async with _connection(dial, request) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", hello)))
                     while True:
@@ -55,20 +66,21 @@ async def _exchange(dial, hello: dict, timeout: float) -> tuple[str, object]:
                 except ConnectionClosed as exc:
                     return "closed", exc.reason.code
         return "timeout", None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+    except DIAL_ERRORS as exc:
         return "closed", repr(exc)
 
 
-async def forge_resume(dial, victim_session: str, timeout: float) -> tuple[str, object]:
+async def forge_resume(dial, victim_session: str, timeout: float,
+                       request: tuple[str, str] = ("statemodel", "/")) -> tuple[str, object]:
     """Try to take over ``victim_session`` with a forged token; say what the server did."""
-    kind, header = await _exchange(dial, {"v": 1}, timeout)
+    kind, header = await _exchange(dial, {"v": 1}, timeout, request)
     if kind != "welcome":
         return "inconclusive", f"could not learn the epoch ({kind} {header})"
     forged = {
         "v": 1,
         "resume": {"session": victim_session, "token": "forged-" + "0" * 36, "epoch": header["epoch"], "recv": {}},
     }
-    kind, detail = await _exchange(dial, forged, timeout)
+    kind, detail = await _exchange(dial, forged, timeout, request)
     if kind == "welcome" and detail.get("session") == victim_session:
         return "accepted", json.dumps({k: detail.get(k) for k in ("session", "outcome")})
     if kind == "welcome":  # the victim's session is gone (restart, expiry): a fresh one is fine
@@ -78,7 +90,8 @@ async def forge_resume(dial, victim_session: str, timeout: float) -> tuple[str, 
     return "inconclusive", kind
 
 
-async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tuple[str, object]:
+async def take_over(dial, resume: dict, timeout: float, on_welcome=None,
+                    request: tuple[str, str] = ("statemodel", "/")) -> tuple[str, object]:
     """Resume a session with its real ``resume`` position and token, answer the server's
     pings (so it stays alive like a real lingering connection), drop everything else, and
     return how this connection ended: ("fenced"/"closed", code), ("open", None) at
@@ -88,7 +101,7 @@ async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tupl
     welcomed = False
     try:
         with trio.move_on_after(timeout):
-            async with _connection(dial) as ws:
+            async with _connection(dial, request) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", {"v": 1, "resume": resume})))
                     frame = decode(await ws.get_message(), max_frame_size=MAX_MESSAGE)
@@ -107,5 +120,5 @@ async def take_over(dial, resume: dict, timeout: float, on_welcome=None) -> tupl
                     code = exc.reason.code
                     return ("fenced" if code == SUPERSEDED_CODE else "closed"), code
         return ("open", None) if welcomed else ("refused", "timed out before a welcome")
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+    except DIAL_ERRORS as exc:
         return "closed", repr(exc)

@@ -19,10 +19,10 @@ from dataclasses import replace
 import trio
 
 from statemodel.net import faults as F
-from statemodel.net.tcp import FaultProxy
 from statemodel.stream.client import Client
 from statemodel.stream.config import Config
 from statemodel.target.base import FAST_TIMERS, scripted_chunks
+from statemodel.target.proxied import FRAME_AWARE, ProxyFront
 
 # Real seconds: short enough that a CI run with a few drops stays within a minute, long
 # enough that a loaded loopback does not miss heartbeats.
@@ -32,9 +32,6 @@ REAL_TIME_CONFIG = Config(**FAST_TIMERS, backoff_max=0.5)
 # the link. A little latency keeps frames and acks in flight across rules, so drops land on
 # data the peer has not yet seen or acknowledged: where replay and dedupe bugs live.
 BASE_LATENCY = F.Latency(seconds=0.02)
-
-# Faults that parse WebSocket frames in the byte stream: meaningless on TLS records.
-FRAME_AWARE = (F.SplitAtFrameBoundary, F.DropCloseFrame, F.DelayCloseFrame, F.SwallowPongs)
 
 
 def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
@@ -88,102 +85,44 @@ class ExternalTarget:
         self.config = replace(config, mutants=frozenset(options.mutants))
         self.seed = seed
         self.connect_timeout = connect_timeout
-        self.base_latency = base_latency
-        self.net = FaultProxy(upstream=(self.host, self.port), seed=seed, record_bytes=options.record,
-                              connect_timeout=connect_timeout)
-        self.net.on_link = self._on_link
-        self._accepted: dict[tuple, int] = {}  # client address as the proxy sees it -> link id
-        self._abandoned: set[tuple] = set()  # dials that gave up before the proxy took them
-        self._accept_event = trio.Event()
-        self._scope: trio.CancelScope | None = None
-        self._stopped: trio.Event | None = None
         # wss: TLS to the server end to end (the proxy forwards records); system CAs by default
-        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
+        tls = (ssl_context or ssl.create_default_context()) if self.tls else None
+        self.front = ProxyFront((self.host, self.port), seed, record=options.record,
+                                connect_timeout=connect_timeout, base_latency=base_latency,
+                                ssl_context=tls)
+        self.net = self.front.net
+
+    @property
+    def request(self) -> tuple[str, str]:
+        """(Host header, resource) of every WebSocket handshake, rogue peers' too."""
+        return self.host_header, self.resource
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery) -> None:
-        scope, stopped = trio.CancelScope(), trio.Event()
-
-        async def serve(task_status=trio.TASK_STATUS_IGNORED):
-            try:
-                with scope:
-                    await self.net.serve(task_status=task_status)
-            finally:
-                stopped.set()
-
-        self._scope, self._stopped = scope, stopped
-        with trio.fail_after(self.connect_timeout):
-            await nursery.start(serve)
-        if self.base_latency is not None:
-            self.net.apply(self.base_latency)
+        await self.front.start(nursery)
 
     async def stop(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
-            await self._stopped.wait()
+        await self.front.stop()
 
     async def restart_server(self) -> None:
         raise NotImplementedError("an external server cannot be restarted by the tester (can_restart is False)")
 
     # ---- connections ---------------------------------------------------------------------
-    def _on_link(self, link_id: int, client: trio.SocketStream) -> None:
-        """Proxy hook: remember which link an accepted connection became, by its address."""
-        try:
-            key = tuple(client.socket.getpeername()[:2])
-        except OSError:  # the dialer already went away
-            return
-        if key in self._abandoned:
-            self._abandoned.discard(key)
-            return
-        self._accepted[key] = link_id
-        self._accept_event.set()
-        self._accept_event = trio.Event()
-
     async def dial(self) -> tuple[trio.abc.Stream, int]:
-        """A TCP connection to the proxy, and the proxy's link id for exactly that connection.
+        return await self.front.dial()
 
-        The id is matched by our socket's local address (the proxy sees it as the peer), so
-        concurrent dials never swap links. Waits while a network-wide partition stalls the
-        proxy, like a SYN that cannot cross; bounded by ``connect_timeout``.
-        """
-        if self.net.port is None:
-            raise RuntimeError("ExternalTarget.dial() before start()")
-        stream = None
-        key = None
-        try:
-            with trio.fail_after(self.connect_timeout):
-                stream = await trio.open_tcp_stream("127.0.0.1", self.net.port)
-                key = tuple(stream.socket.getsockname()[:2])
-                while key not in self._accepted:
-                    await self._accept_event.wait()
-        except BaseException:
-            if key is not None and key not in self._accepted:
-                self._abandoned.add(key)
-            self._accepted.pop(key, None)
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-            raise
-        link = self._accepted.pop(key)
-        if self._ssl is not None:
-            return trio.SSLStream(stream, self._ssl, server_hostname=self.host), link
-        return stream, link
+    async def dial_around(self) -> trio.abc.Stream:
+        return await self.front.dial_around()
 
     def new_client(self, dial, rng: random.Random) -> Client:
         return Client(dial, self.config, rng, host=self.host_header, resource=self.resource)
 
     # ---- faults --------------------------------------------------------------------------
     def apply(self, fault: F.Fault, link: int | None) -> bool:
-        if self.tls and isinstance(fault, FRAME_AWARE):
-            return False  # the proxy sees TLS records, not WebSocket frames
-        if link is not None and link not in self.net.links:
-            return False
-        self.net.apply(fault, link)
-        return True
+        return self.front.apply(fault, link)
 
     def heal(self) -> None:
-        self.net.heal()
-        if self.base_latency is not None:
-            self.net.apply(self.base_latency)
+        self.front.heal()
 
     # ---- what the machine may expect -----------------------------------------------------
     def recovery_bound(self) -> float:

@@ -92,7 +92,7 @@ def test_dial_during_partition_is_bounded_and_leaves_no_stale_mapping() -> None:
                 with trio.move_on_after(1):  # let the stalled accept finish and be ignored
                     while len(target.net.links) < 2:
                         await trio.sleep(0.01)
-                assert link in target.net.links and target._accepted == {}
+                assert link in target.net.links and target.front._accepted == {}
                 await stream.aclose()
                 await target.stop()
                 nursery.cancel_scope.cancel()

@@ -125,7 +125,7 @@ class Pipe:
                 pieces[-1][1] = e
             else:
                 pieces.append([s, e, extra])
-        view = memoryview(data) if len(pieces) > 1 or truncate_at is not None else None
+        view = memoryview(data)  # a piece short of the whole write (one read may hold a data frame and a close)
         for s, e, extra in pieces:
             self._schedule(data if (s == 0 and e == len(data)) else view[s:e], extra, now)
         if truncate_at is not None:

@@ -215,14 +215,18 @@ class NetnsNetwork:
         self.port = sock.getsockname()[1]
         return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
-    async def connect(self, port: int | None = None, timeout: float = 10.0) -> trio.SocketStream:
-        """Connect from the host side to the server in the namespace (bounded)."""
+    async def connect(self, port: int | None = None, timeout: float = 10.0, *,
+                      link: int | None = None) -> trio.SocketStream:
+        """Connect from the host side to the server in the namespace (bounded). ``link``
+        names the connection for ``apply`` (default: the next number); a fault proxy in
+        front passes its own link id, so one id means one connection in both layers."""
         port = port or self.port
         if port is None:
             raise RuntimeError("nobody listens yet: call net.listener() first")
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(self.ns_addr, port)
-        link = len(self._ports)
+        if link is None:
+            link = max(self._ports, default=-1) + 1
         self._links[link] = stream
         self._ports[link] = stream.socket.getsockname()[1]
         self.trace.add(_now(), link, "both", "connect", 0, f"port={self._ports[link]}")
@@ -230,6 +234,27 @@ class NetnsNetwork:
             self._handshake_drops -= 1
             self._add_rules(F.Abort(), link, "SM_DROP")
         return stream
+
+    async def connect_inside(self, port: int | None = None, timeout: float = 10.0) -> trio.SocketStream:
+        """A connection from inside the namespace, over its own loopback: it never crosses the
+        veth, so no fault reaches it (for peers that are not on the faulted path)."""
+        port = port or self.port
+        if port is None:
+            raise RuntimeError("nobody listens yet: call net.listener() first")
+
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            return sock
+
+        sock = trio.socket.from_stdlib_socket(await trio.to_thread.run_sync(_in_netns, self.name, make))
+        try:
+            with trio.fail_after(timeout):
+                await sock.connect((self.ns_addr, port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
 
     @property
     def links(self) -> list[int]:

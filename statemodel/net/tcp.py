@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -55,6 +55,9 @@ class FaultProxy(LinkNetwork):
         #: link, before its upstream connect: lets a dialer learn which link is its own (match
         #: ``client_stream.socket.getpeername()`` with its local address).
         self.on_link: Callable[[int, trio.SocketStream], None] | None = None
+        #: Opens link ``link_id``'s upstream connection (default: ``open_tcp_stream(*upstream)``):
+        #: lets a backend with its own per-connection faults (netns) own the upstream leg.
+        self.open_upstream: Callable[[int], Awaitable[trio.SocketStream]] | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         host, port = self.listen
@@ -89,7 +92,10 @@ class FaultProxy(LinkNetwork):
                 self.on_link(link.id, client)
             try:
                 with trio.fail_after(self.connect_timeout):
-                    upstream = await trio.open_tcp_stream(*self.upstream)
+                    if self.open_upstream is not None:
+                        upstream = await self.open_upstream(link.id)
+                    else:
+                        upstream = await trio.open_tcp_stream(*self.upstream)
             except (OSError, trio.TooSlowError) as exc:
                 self.trace.add(trio.current_time(), link.id, "c2s", "refused", 0, f"upstream: {exc}")
                 link.done = True

@@ -19,12 +19,17 @@ def _unknown(spec: str) -> ValueError:
 
 
 def make_target(options, seed: int) -> Target:
-    """The target ``options.target`` names: ``reference`` (the embedded reference server, sim
-    transport), ``ws://host:port/path`` / ``wss://…`` (your server, transport tcp) or
+    """The target ``options.target`` names: ``reference`` (the embedded reference server on
+    any transport: sim, or a real listener behind the loopback fault proxy for tcp/netns),
+    ``ws://host:port/path`` / ``wss://…`` (your server, transport tcp) or
     ``package.module:factory`` (your own adapter; docs/TARGETS.md)."""
     spec = options.target
     if spec == "reference":
-        return ReferenceTarget(options, seed)
+        if options.transport == "sim":
+            return ReferenceTarget(options, seed)
+        from statemodel.target.loopback import LoopbackReferenceTarget
+
+        return LoopbackReferenceTarget(options, seed)
     if spec.startswith(("ws://", "wss://")):
         from statemodel.target.external import ExternalTarget
 
@@ -43,8 +48,12 @@ def check_target(options) -> None:
     before any example runs, not a "failure" of the first example."""
     spec = options.target
     if spec == "reference":
-        if options.transport != "sim":
-            raise ValueError(f"the reference target runs on transport 'sim'; got {options.transport!r}")
+        if options.transport == "netns":
+            from statemodel.net.netns import unavailable_reason
+
+            reason = unavailable_reason()
+            if reason:
+                raise ValueError(f"the reference target on transport 'netns': {reason}")
         return
     if spec.startswith(("ws://", "wss://")):
         from statemodel.target.external import parse_ws_url

@@ -21,18 +21,8 @@ import trio
 from statemodel.net import faults as F
 from statemodel.stream.client import Client
 from statemodel.stream.config import Config
-from statemodel.target.base import FAST_TIMERS, scripted_chunks
-from statemodel.target.proxied import FRAME_AWARE, ProxyFront
-
-# Real seconds: short enough that a CI run with a few drops stays within a minute, long
-# enough that a loaded loopback does not miss heartbeats.
-REAL_TIME_CONFIG = Config(**FAST_TIMERS, backoff_max=0.5)
-
-# Loopback delivers in microseconds, so an ack usually lands before the next rule can drop
-# the link. A little latency keeps frames and acks in flight across rules, so drops land on
-# data the peer has not yet seen or acknowledged: where replay and dedupe bugs live.
-BASE_LATENCY = F.Latency(seconds=0.02)
-
+from statemodel.target.base import scripted_chunks
+from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, ProxyFront
 
 def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
     """``(tls, host, port, host_header, resource, options)`` of a ws:// or wss:// URL.
@@ -72,7 +62,7 @@ class ExternalTarget:
     max_advance = 2.0  # real seconds per `advance` rule: keeps runs short
 
     def __init__(self, options, seed: int, *, config: Config = REAL_TIME_CONFIG,
-                 connect_timeout: float = 5.0, base_latency: F.Fault | None = BASE_LATENCY,
+                 connect_timeout: float = 5.0, base_latency: F.Fault | None = REAL_TIME_BASE_LATENCY,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         if options.transport != "tcp":
             raise ValueError(

@@ -16,6 +16,17 @@ import trio
 
 from statemodel.net import faults as F
 from statemodel.net.tcp import FaultProxy
+from statemodel.stream.config import Config
+from statemodel.target.base import FAST_TIMERS
+
+# Real seconds: short enough that a CI run with a few drops stays within a minute, long
+# enough that a loaded loopback does not miss heartbeats.
+REAL_TIME_CONFIG = Config(**FAST_TIMERS, backoff_max=0.5)
+
+# Loopback delivers in microseconds, so an ack usually lands before the next rule can drop
+# the link. A little latency keeps frames and acks in flight across rules, so drops land on
+# data the peer has not yet seen or acknowledged: where replay and dedupe bugs live.
+REAL_TIME_BASE_LATENCY = F.Latency(seconds=0.02)
 
 # Faults that parse WebSocket frames in the byte stream: meaningless on TLS records.
 FRAME_AWARE = (F.SplitAtFrameBoundary, F.DropCloseFrame, F.DelayCloseFrame, F.SwallowPongs)

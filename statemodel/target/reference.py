@@ -40,7 +40,8 @@ class ReferenceTarget:
 
     def __init__(self, options, seed: int) -> None:
         if options.transport != "sim":
-            raise ValueError(f"the reference target runs on transport 'sim' in the machine; got {options.transport!r}")
+            raise ValueError(f"ReferenceTarget runs on transport 'sim'; got {options.transport!r} "
+                             "(make_target picks LoopbackReferenceTarget for tcp and netns)")
         self.config = replace(SIM_CONFIG, mutants=frozenset(options.mutants))
         self.seed = seed
         self.net = SimNetwork(seed, record_bytes=options.record)
@@ -56,25 +57,33 @@ class ReferenceTarget:
         self.net.apply(BASE_LATENCY)
         await self._start_server()
 
+    def _listener(self) -> trio.abc.Listener:
+        """Where the (next) server accepts: the network's listener."""
+        return self.net.listener()
+
     async def _start_server(self) -> None:
         self.server = Server(script_app, self.config, rng=random.Random(self.seed * 1009 + self.generation))
         self._servers.append(self.server)
         scope, stopped = trio.CancelScope(), trio.Event()
+        listener = self._listener()
 
         async def serve(task_status=trio.TASK_STATUS_IGNORED):
             try:
                 with scope:
-                    await self.server.serve(self.net.listener(), task_status=task_status)
+                    await self.server.serve(listener, task_status=task_status)
             finally:
                 stopped.set()
 
         self._scope, self._stopped = scope, stopped
         await self._nursery.start(serve)
 
-    async def stop(self) -> None:
+    async def _stop_server(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
             await self._stopped.wait()
+
+    async def stop(self) -> None:
+        await self._stop_server()
 
     async def dial(self):
         stream = await self.net.connect()
@@ -97,7 +106,7 @@ class ReferenceTarget:
         """Like a crashed process: every connection is reset, all sessions are gone, a new epoch."""
         for link in self.net.links:
             self.net.apply(F.Abort(), link)
-        await self.stop()
+        await self._stop_server()
         self.generation += 1
         await self._start_server()
 

@@ -10,7 +10,6 @@ from statemodel.cli import main
     [
         (["--target", "ws://127.0.0.1:9/"], "needs --transport tcp"),
         (["--target", "bogus"], "unknown target 'bogus'"),
-        (["--transport", "tcp"], "reference target runs on transport 'sim'"),
     ],
 )
 def test_bad_target_is_exit_2_with_a_clear_message(argv, message, capsys, monkeypatch):

@@ -388,3 +388,37 @@ def test_swallow_pongs_through_the_proxy_leaves_ping_unanswered():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_drop_close_frame_behind_another_frame_in_one_read():
+    """A TCP read can hold a data frame and a close frame together (the sim writes frames one
+    by one, so it never did): DropCloseFrame keeps the frame before it and drops the close.
+    The pipe once crashed here (``view`` was None for one partial piece: 'NoneType' object is
+    not subscriptable), found by the reference target on netns."""
+    head = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+    data_frame = b"\x82\x03abc"  # binary, unmasked, 3 bytes
+    close_frame = b"\x88\x02\x03\xe8"  # close 1000
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            async def upstream(stream):
+                await stream.send_all(head)
+                await trio.sleep(0.05)  # the head goes first, in its own read
+                await stream.send_all(data_frame + close_frame)
+                with trio.move_on_after(5):
+                    await stream.receive_some(1)
+
+            listeners = await nursery.start(partial(trio.serve_tcp, upstream, 0, host=LOOPBACK))
+            port = listeners[0].socket.getsockname()[1]
+            async with FaultProxy(upstream=(LOOPBACK, port)).running() as proxy:
+                proxy.apply(F.DropCloseFrame("s2c"))
+                client = await trio.open_tcp_stream(LOOPBACK, proxy.port)
+                got = await read_exactly(client, len(head) + len(data_frame))
+                assert got == head + data_frame
+                with trio.move_on_after(0.3):
+                    extra = await client.receive_some(100)
+                    assert extra == b"", extra  # the close frame never arrives
+                await client.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -148,7 +148,6 @@ def test_factory_load_errors(spec: str, error: type, message: str) -> None:
 @pytest.mark.parametrize(
     "target, transport, message",
     [
-        ("reference", "tcp", "transport 'sim'"),
         ("ws://127.0.0.1:1/", "sim", "--transport tcp"),
         ("ws://h:99999/", "tcp", "bad port"),
         ("nonsense", "sim", "package.module:factory"),
@@ -163,7 +162,22 @@ def test_check_target_refuses_what_make_target_would(target, transport, message)
         make_target(options, 0)
 
 
-@pytest.mark.parametrize("target, transport", [("reference", "sim"), ("ws://127.0.0.1:1/x", "tcp"),
+@pytest.mark.parametrize("target, transport", [("reference", "sim"), ("reference", "tcp"), ("ws://127.0.0.1:1/x", "tcp"),
                                                ("statemodel.target.examples:small_buffers", "sim")])
 def test_check_target_accepts_the_three_forms(target, transport) -> None:
     check_target(MachineOptions(target=target, transport=transport))
+
+
+def test_the_reference_target_runs_on_every_transport_it_lists() -> None:
+    """Issue 13.4: tcp and netns are offered for the default target, so they must build it."""
+    from statemodel.net.netns import unavailable_reason
+    from statemodel.target.loopback import LoopbackReferenceTarget
+
+    assert isinstance(make_target(MachineOptions(transport="tcp"), 0), LoopbackReferenceTarget)
+    reason = unavailable_reason()
+    if reason:
+        with pytest.raises(ValueError, match="netns"):
+            check_target(MachineOptions(transport="netns"))
+    else:
+        check_target(MachineOptions(transport="netns"))
+        assert isinstance(make_target(MachineOptions(transport="netns"), 0), LoopbackReferenceTarget)

@@ -13,7 +13,7 @@ from statemodel.machine import MachineOptions, machine_class
 from statemodel.net.faults import Partition
 
 
-@pytest.fixture(params=["ws"])
+@pytest.fixture(params=["ws", "reference"])
 def real_options(request, script_server_url) -> MachineOptions:
     target = script_server_url if request.param == "ws" else "reference"
     return MachineOptions(target=target, transport="tcp")

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from statemodel.fuzz import DatabaseError, MachineUnavailable
     from statemodel.fuzz import run as fuzz_run
     from statemodel.fuzz.progress import Progress
+    from statemodel.target.preflight import TargetUnavailable, preflight as preflight_target
 
     config = config_from_args(args)
     try:
@@ -112,15 +113,18 @@ def run(args: argparse.Namespace) -> int:
             from statemodel.machine import MachineOptions
             from statemodel.target import check_target
 
-            check_target(MachineOptions(target=config.target, transport=config.transport,
-                                        mutants=frozenset(config.mutants)))
-    except (MachineUnavailable, DatabaseError, ValueError) as exc:
+            options = MachineOptions(target=config.target, transport=config.transport,
+                                     mutants=frozenset(config.mutants))
+            check_target(options)
+            preflight_target(options)  # unreachable or foreign servers: exit 2 before any example
+    except (MachineUnavailable, DatabaseError, ValueError, TargetUnavailable) as exc:
         print(f"statemodel fuzz: error: {exc}", file=sys.stderr)
         return 2
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "
           f"target {config.target} over {config.transport}"
           + (f", mutants {', '.join(config.mutants)}" if config.mutants else ""), file=sys.stderr)
-    with Progress(config.workers, interval=args.progress_interval) as progress:
+    with Progress(config.workers, interval=args.progress_interval,
+                  clock="virtual" if config.transport == "sim" else "real") as progress:
         result = fuzz_run(config, progress)
     if args.report:
         try:

@@ -53,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
                   f"sessions={sample.sessions} conns={sample.connections} streams_ok={honest.streams}",
                   file=sys.stderr, flush=True)
 
+    if args.target:  # an unreachable or foreign server is named before any load runs
+        from statemodel.machine import MachineOptions
+        from statemodel.target.preflight import TargetUnavailable, preflight
+
+        try:
+            preflight(MachineOptions(target=args.target, transport="tcp"))
+        except (TargetUnavailable, ValueError) as exc:
+            print(f"statemodel soak: infrastructure error: {exc}", file=sys.stderr)
+            return 2
     try:
         result = trio.run(soak, cfg, progress)
     except (OSError, RuntimeError) as exc:

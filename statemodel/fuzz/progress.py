@@ -13,8 +13,9 @@ from typing import TextIO
 
 class Progress:
     def __init__(self, workers: int, stream: TextIO | None = None, interval: float = 5.0,
-                 live: bool | None = None):
+                 live: bool | None = None, clock: str = "virtual"):
         self.stream = stream or sys.stderr
+        self.clock = clock  # "virtual" (sim) or "real" (tcp, netns): what recovery times are in
         self.interval = interval
         self.snapshots: dict[int, dict] = {w: {} for w in range(workers)}
         self.failures = 0
@@ -97,7 +98,7 @@ class Progress:
         table.add_row("steps", f"{t['steps']} ({t['steps_per_s']:.0f}/s)")
         table.add_row("faults", ", ".join(f"{k}={v}" for k, v in t["faults"].items()) or "none")
         slow = t["slowest_recovery"]
-        table.add_row("slowest recovery", "-" if slow is None else f"{slow:.3f} s (virtual)")
+        table.add_row("slowest recovery", "-" if slow is None else f"{slow:.3f} s ({self.clock})")
         table.add_row("failures", f"[red]{t['failures']}[/red]" if t["failures"] else "0")
         table.add_row("elapsed", f"{t['elapsed']:.0f} s")
         return table

@@ -655,7 +655,7 @@ class StreamMachine(TrioStateMachine):
                     InvariantViolation(
                         "recovery within bound",
                         f"session {s.index}",
-                        f"reconnected within {bound:g} virtual seconds of heal",
+                        f"reconnected within {bound:g} {'real' if self.real_time else 'virtual'} seconds of heal",
                         f"still {self.model.sessions[s.index].status.state}",
                     )
                 )

@@ -132,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"statemodel fuzz: error: cannot write the report to {args.report}: {exc}", file=sys.stderr)
             return 2
+    rates = result.rates
     print(f"examples {result.examples}, steps {result.steps}, failures {len(result.failures)}, "
           f"trace_digest {result.trace_digest}")
+    print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s "
+          f"({result.elapsed:.0f} s wall)")
     for n, failure in enumerate(result.failures, start=1):
         print(f"\nFAILURE {n}: {failure.title}\n  {failure.error_type}: {failure.message}")
         if failure.reproduced is False:

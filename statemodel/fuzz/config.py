@@ -96,6 +96,12 @@ class FuzzResult:
         return sum(w.steps for w in self.workers)
 
     @property
+    def rates(self) -> dict[str, float]:
+        """Examples and steps per wall-clock second of the whole run (all workers)."""
+        seconds = self.elapsed or float("nan")
+        return {"examples_per_s": self.examples / seconds, "steps_per_s": self.steps / seconds}
+
+    @property
     def faults(self) -> dict[str, int]:
         total: dict[str, int] = {}
         for w in self.workers:

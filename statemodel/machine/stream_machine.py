@@ -43,7 +43,9 @@ STEP = 0.007
 
 
 CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
+REAL_FAULTED_CONNECT_WAIT = 0.1  # real seconds, while a fault is in force (tcp, netns)
 SETTLE_POLL = 0.02  # how often settle looks whether the system is quiet
+REAL_POLL = 0.005  # the same on the real clock (tcp, netns), where every waited ms is paid for
 
 
 async def _current_time() -> float:
@@ -239,7 +241,9 @@ class StreamMachine(TrioStateMachine):
         await self.nursery.start(self._run_client, handle)
         # One step is one action: `connect` returns once the session exists (or a degraded
         # network made it give up waiting), so shrunk programs need no filler steps for time.
-        with trio.move_on_after(CONNECT_WAIT):
+        # On the real clock a fault in force may hold the handshake for a whole timeout and
+        # more: wait briefly then (the session connects once healed), fully on a healthy network.
+        with trio.move_on_after(REAL_FAULTED_CONNECT_WAIT if self.real_time and self.faulted else CONNECT_WAIT):
             await handle.connected.wait()
 
     async def _run_client(self, handle: SessionHandle, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -496,7 +500,9 @@ class StreamMachine(TrioStateMachine):
     async def _advance(self, seconds: float) -> None:
         end = trio.current_time() + seconds
         while trio.current_time() < end:
-            await trio.sleep(min(1.0, end - trio.current_time()))
+            if self.real_time and self._quiet():
+                return  # real seconds are paid for: with nothing owed and everyone connected, more only sends heartbeats
+            await trio.sleep(min(REAL_POLL if self.real_time else 1.0, end - trio.current_time()))
             for handle in self.handles:
                 self._expire_if_long_down(handle)
 
@@ -513,8 +519,28 @@ class StreamMachine(TrioStateMachine):
         fault = F.Partition()
         self._note("net", "fault", repr(fault))
         self.target.apply(fault, None)
-        await self._advance(seconds)
+        if self.real_time:
+            await self._until_noticed(seconds)
+        else:
+            await self._advance(seconds)
         await self._heal()
+
+    async def _until_noticed(self, seconds: float) -> None:
+        """Real time: stay dark until every client that was connected has noticed the outage
+        (its dead-peer timer fired), at most ``seconds``; longer changes nothing but the bill
+        (a real-time target's sessions never come near expiry within one rule)."""
+        watched = [s for s in self.handles if s.client is not None and not self._noticed_loss(s)]
+        end = trio.current_time() + seconds
+        while trio.current_time() < end and not all(self._noticed_loss(s) for s in watched):
+            await trio.sleep(min(REAL_POLL, end - trio.current_time()))
+
+    def _noticed_loss(self, session: SessionHandle) -> bool:
+        """The client has no working connection: its protocol failed the link (the dead-peer
+        timer fired; the close handshake may still be timing out), or it reports none."""
+        proto = getattr(session.client, "proto", None)  # a factory target's own client may not expose it
+        if proto is not None:
+            return self._live_link(proto) is None
+        return not self.model.sessions[session.index].status.connected
 
     @not_again("restart_server")
     @precondition(lambda self: self.target is not None and self.target.can_restart and self._live_streams())
@@ -648,7 +674,7 @@ class StreamMachine(TrioStateMachine):
             if self._quiet():
                 self._note("net", "recovery", {"seconds": trio.current_time() - start})
                 return
-            await trio.sleep(SETTLE_POLL)
+            await trio.sleep(REAL_POLL if self.real_time else SETTLE_POLL)
         for s in self.handles:
             if s.client is not None and not self.model.sessions[s.index].status.connected:
                 self._violation(

@@ -44,6 +44,7 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
         "hypothesis": hypothesis.__version__,
         "examples": result.examples,
         "steps": result.steps,
+        **{k: round(v, 3) for k, v in result.rates.items()},
         "faults": result.faults,
         "slowest_recovery": result.slowest_recovery,
         "failures": [

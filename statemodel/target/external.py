@@ -22,7 +22,7 @@ from statemodel.net import faults as F
 from statemodel.stream.client import Client
 from statemodel.stream.config import Config
 from statemodel.target.base import scripted_chunks
-from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, ProxyFront
+from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, REAL_TIME_MAX_ADVANCE, ProxyFront
 
 def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
     """``(tls, host, port, host_header, resource, options)`` of a ws:// or wss:// URL.
@@ -59,7 +59,7 @@ class ExternalTarget:
     """A PROTOCOL.md server at a ws:// URL, reached through a loopback fault proxy."""
 
     can_restart = False  # the server is not ours to kill
-    max_advance = 2.0  # real seconds per `advance` rule: keeps runs short
+    max_advance = REAL_TIME_MAX_ADVANCE  # real seconds per `advance` rule: keeps runs short
 
     def __init__(self, options, seed: int, *, config: Config = REAL_TIME_CONFIG,
                  connect_timeout: float = 5.0, base_latency: F.Fault | None = REAL_TIME_BASE_LATENCY,

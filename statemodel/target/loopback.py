@@ -26,7 +26,7 @@ import trio
 from statemodel.net import faults as F
 from statemodel.net import netns
 from statemodel.stream.client import Client
-from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, ProxyFront
+from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, REAL_TIME_MAX_ADVANCE, ProxyFront
 from statemodel.target.reference import SIM_CONFIG, ReferenceTarget
 
 # The sim's buffers and expiry with the real-time timers (short, for loopback).
@@ -58,7 +58,7 @@ class LoopbackReferenceTarget(ReferenceTarget):
     """The reference server on a real listener behind a loopback fault proxy (tcp, netns)."""
 
     can_restart = True
-    max_advance = 2.0  # real seconds per `advance` rule
+    max_advance = REAL_TIME_MAX_ADVANCE  # real seconds per `advance` rule
 
     def __init__(self, options, seed: int, *, connect_timeout: float = 5.0) -> None:
         if options.transport not in ("tcp", "netns"):

@@ -19,14 +19,22 @@ from statemodel.net.tcp import FaultProxy
 from statemodel.stream.config import Config
 from statemodel.target.base import FAST_TIMERS
 
-# Real seconds: short enough that a CI run with a few drops stays within a minute, long
-# enough that a loaded loopback does not miss heartbeats.
-REAL_TIME_CONFIG = Config(**FAST_TIMERS, backoff_max=0.5)
+# Real seconds, paid for by every rule that waits on a timer (outages wait for the dead-peer
+# timer, reconnects for backoff and handshakes): a quarter of the sim's FAST_TIMERS, which
+# took real-socket runs from ~3 to tens of steps/s. A loaded machine that stalls a loop past
+# dead_after only causes a spurious reconnect, which the protocol must survive anyway;
+# send_timeout stays long, or a bandwidth-capped 2 MiB message could never be sent.
+REAL_TIME_CONFIG = Config(**dict(FAST_TIMERS, handshake_timeout=1.0, heartbeat_interval=0.1, dead_after=0.4,
+                                 close_timeout=0.5, backoff_base=0.01), backoff_max=0.2)
+# The longest wait of one `advance`/`outage` rule on the real clock: past every timer above
+# but the send timeout (a dead peer is noticed, a reconnect fails or gets through).
+REAL_TIME_MAX_ADVANCE = 1.0
 
 # Loopback delivers in microseconds, so an ack usually lands before the next rule can drop
 # the link. A little latency keeps frames and acks in flight across rules, so drops land on
-# data the peer has not yet seen or acknowledged: where replay and dedupe bugs live.
-REAL_TIME_BASE_LATENCY = F.Latency(seconds=0.02)
+# data the peer has not yet seen or acknowledged (where replay and dedupe bugs live): the
+# sim's 5 ms against the machine's 7 ms step, the same relation on the real clock.
+REAL_TIME_BASE_LATENCY = F.Latency(seconds=0.005)
 
 # Faults that parse WebSocket frames in the byte stream: meaningless on TLS records.
 FRAME_AWARE = (F.SplitAtFrameBoundary, F.DropCloseFrame, F.DelayCloseFrame, F.SwallowPongs)

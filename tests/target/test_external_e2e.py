@@ -6,6 +6,7 @@ tester); the machine reaches it only by its ws:// URL, as it would reach yours.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,6 +82,9 @@ def test_fuzz_cli_against_a_ws_url(script_server_url: str, tmp_path: Path) -> No
     out = proc.stdout + proc.stderr
     assert f"target {script_server_url} over tcp" in out
     counts = re.search(r"examples (\d+), steps (\d+), failures 0", out)
+    assert re.search(r"rate \d+\.\d+ examples/s, \d+\.\d steps/s", out), out[-2000:]
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["steps_per_s"] > 0 and summary["examples_per_s"] > 0
     assert counts and int(counts[1]) >= 3 and int(counts[2]) > 0, out[-2000:]
     faults = re.findall(r"faults: (.*?) slowest", out)  # counts so far: the last line has them all
     applied = faults and [f for f in faults[-1].split(", ") if not f.startswith("Heal=")]

@@ -1,0 +1,89 @@
+"""Real-socket step rate (issue 14): StreamMachine over loopback beside the sim, same run.
+
+- ``ws``: ``--target ws://…`` against ``statemodel serve --app script`` in its own process,
+  through the loopback fault proxy;
+- ``tcp``: the reference target on ``--transport tcp`` (server in the machine's run);
+- ``netns``: the same across a network namespace (root only; left out otherwise).
+
+Each alternates with the sim reference machine over ``rounds``, so a neighbour's load hits
+both alike; the figure is steps/s with the sim's steps/s as its anchor. Failures on the
+correct implementation are counted (false failures). Usage:
+``python -m statemodel.bench.realrate [seconds]``.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import subprocess
+import sys
+from contextlib import contextmanager
+
+from statemodel.bench.steprate import _machine_rate
+
+TRANSPORTS = ("ws", "tcp", "netns")
+
+
+@contextmanager
+def script_server():
+    """``statemodel serve --app script`` on a free loopback port; yields its ws:// URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "statemodel", "serve", "--app", "script", "--host", "127.0.0.1",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        match = re.search(r"ws://127\.0\.0\.1:\d+/", proc.stdout.readline() if ready else "")
+        if match is None:
+            raise RuntimeError("statemodel serve --app script did not start")
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _merge(parts: list[dict]) -> dict:
+    out = {k: sum(p[k] for p in parts) for k in ("steps", "examples", "failures", "seconds")}
+    return out | {"steps_per_s": out["steps"] / out["seconds"], "examples_per_s": out["examples"] / out["seconds"]}
+
+
+def measure(seconds: float = 60.0, seed: int = 0, rounds: int = 2, transports=TRANSPORTS) -> dict:
+    """``seconds`` of real-socket fuzzing per transport (the sim gets a quarter beside each)."""
+    from statemodel.machine import MachineOptions, machine_class
+    from statemodel.net.netns import unavailable_reason
+
+    wanted = [t for t in transports if t != "netns" or unavailable_reason() is None]
+    sim_cls = machine_class(MachineOptions())
+    result: dict = {"rounds": rounds, "skipped": [t for t in transports if t not in wanted]}
+    with script_server() as url:
+        classes = {"ws": machine_class(MachineOptions(target=url, transport="tcp")),
+                   "tcp": machine_class(MachineOptions(transport="tcp")),
+                   "netns": machine_class(MachineOptions(transport="netns"))}
+        for name in wanted:
+            sim, real = [], []
+            for r in range(rounds):
+                sim.append(_machine_rate(sim_cls, seconds / 4 / rounds, 5, seed + 1000 * r))
+                real.append(_machine_rate(classes[name], seconds / rounds, 5, seed + 1000 * r))
+            result[name] = {"real": _merge(real), "sim": _merge(sim)}
+            result[name]["ratio"] = result[name]["real"]["steps_per_s"] / result[name]["sim"]["steps_per_s"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    result = measure(float(args[0]) if args else 60.0)
+    for name in TRANSPORTS:
+        if name in result:
+            r = result[name]
+            print(f"{name}: {r['real']['steps_per_s']:.1f} steps/s ({r['real']['examples_per_s']:.2f} examples/s, "
+                  f"{r['real']['failures']} failures), sim {r['sim']['steps_per_s']:.0f} steps/s, "
+                  f"ratio {r['ratio']:.3f}")
+    for name in result["skipped"]:
+        print(f"{name}: skipped (netns needs root)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

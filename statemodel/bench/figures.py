@@ -23,7 +23,11 @@ BUDGETS = {
     "mutant_bound_seconds": (5.0, 30.0),  # the target: each mutant caught and shrunk in < 30 s
     "mutant_names": (("no_dedupe", "inflight_per_connection"), None),  # None = all
     "memory_clients": (10, 100),
+    "realnet": ((("tcp",), 2.0, 1), (("ws", "tcp", "netns"), 40.0, 5)),  # transports, seconds each, examples a run
 }
+# Real-socket step rates (issue 14): the figure is steps/s, its anchor the sim's in the same run.
+REALNET = {"ws": "--target ws:// (statemodel serve --app script, own process)",
+           "tcp": "reference target, --transport tcp", "netns": "reference target, --transport netns"}
 
 
 def figure(name: str, what: str, value: float | None, unit: str, target: tuple[str, str, float],
@@ -59,7 +63,7 @@ def host() -> dict[str, Any]:
 
 def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: int = 0) -> dict[str, Any]:
     """Measure everything (full run: about 3 minutes on 2 cores; quick: well under 30 s)."""
-    from statemodel.bench import loopback, memory, mutants, steprate
+    from statemodel.bench import loopback, memory, mutants, realrate, steprate
     from statemodel.stream.mutants import MUTANTS
 
     pick = 0 if quick else 1
@@ -107,6 +111,16 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: 
                lb["proxy"]["proxy_bytes_per_s"], "B/s", lb_targets[4], lb["proxy"]["direct_bytes_per_s"],
                "direct, same loopback"),
     ], ("resume_p50", "resume_p99", "throughput_2mib", "proxy_added_rtt_p50", "proxy_throughput"), lb_targets)
+
+    transports, real_s, real_examples = BUDGETS["realnet"][pick]
+    progress(f"real sockets: {', '.join(transports)} step rates beside the sim ({real_s:g} s each)")
+    section("realnet", lambda: realrate.measure(real_s, seed=seed, transports=transports, examples=real_examples),
+            lambda rr: [figure(
+                f"{name}_step_rate", f"steps/s over real sockets: {REALNET[name]}", rr[name]["real"]["steps_per_s"],
+                "steps/s", ("value", ">=", 40.0), rr[name]["sim"]["steps_per_s"], "sim steps/s of StreamMachine, same run",
+                examples_per_s=rr[name]["real"]["examples_per_s"], false_failures=rr[name]["real"]["failures"])
+                for name in transports if name in rr],
+            tuple(f"{name}_step_rate" for name in transports), (("value", ">=", 40.0),) * len(transports))
 
     clients = BUDGETS["memory_clients"][pick]
     progress(f"memory: server process, {clients} concurrent 2 MiB responses under drops")

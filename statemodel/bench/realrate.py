@@ -17,7 +17,7 @@ import re
 import select
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from statemodel.bench.steprate import _machine_rate
 
@@ -49,23 +49,25 @@ def _merge(parts: list[dict]) -> dict:
     return out | {"steps_per_s": out["steps"] / out["seconds"], "examples_per_s": out["examples"] / out["seconds"]}
 
 
-def measure(seconds: float = 60.0, seed: int = 0, rounds: int = 2, transports=TRANSPORTS) -> dict:
-    """``seconds`` of real-socket fuzzing per transport (the sim gets a quarter beside each)."""
+def measure(seconds: float = 60.0, seed: int = 0, rounds: int = 2, transports=TRANSPORTS,
+            examples: int = 5) -> dict:
+    """``seconds`` of real-socket fuzzing per transport (the sim gets a quarter beside each), in
+    runs of ``examples`` examples (a run is never cut short: the time is a lower bound)."""
     from statemodel.machine import MachineOptions, machine_class
     from statemodel.net.netns import unavailable_reason
 
     wanted = [t for t in transports if t != "netns" or unavailable_reason() is None]
     sim_cls = machine_class(MachineOptions())
     result: dict = {"rounds": rounds, "skipped": [t for t in transports if t not in wanted]}
-    with script_server() as url:
-        classes = {"ws": machine_class(MachineOptions(target=url, transport="tcp")),
+    with (script_server() if "ws" in wanted else nullcontext()) as url:
+        classes = {"ws": url and machine_class(MachineOptions(target=url, transport="tcp")),
                    "tcp": machine_class(MachineOptions(transport="tcp")),
                    "netns": machine_class(MachineOptions(transport="netns"))}
         for name in wanted:
             sim, real = [], []
             for r in range(rounds):
-                sim.append(_machine_rate(sim_cls, seconds / 4 / rounds, 5, seed + 1000 * r))
-                real.append(_machine_rate(classes[name], seconds / rounds, 5, seed + 1000 * r))
+                sim.append(_machine_rate(sim_cls, seconds / 4 / rounds, examples, seed + 1000 * r))
+                real.append(_machine_rate(classes[name], seconds / rounds, examples, seed + 1000 * r))
             result[name] = {"real": _merge(real), "sim": _merge(sim)}
             result[name]["ratio"] = result[name]["real"]["steps_per_s"] / result[name]["sim"]["steps_per_s"]
     return result

@@ -10,7 +10,7 @@ import sys
 EXPECTED = {
     "sim_step_rate", "resume_p50", "resume_p99", "throughput_2mib", "proxy_added_rtt_p50",
     "proxy_throughput", "server_peak_rss", "mutants_caught", "mutant_max_seconds",
-    "mutant_median_seconds", "mutant_max_shrunk_steps",
+    "mutant_median_seconds", "mutant_max_shrunk_steps", "tcp_step_rate",
 }
 
 
@@ -38,6 +38,7 @@ def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> Non
     memory = result["details"]["memory"]
     assert memory["responses_ok"] == memory["clients"]
     assert memory["connects"] >= 2 * memory["clients"]  # every client was cut once and resumed
+    assert result["details"]["realnet"]["tcp"]["real"]["steps"] > 0
     assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0
 
 

@@ -65,3 +65,26 @@ def test_a_partitioned_network_heals_and_nothing_is_lost(transport: str) -> None
         assert not state.model.streams[stream.key].pending
     finally:
         state.teardown()
+
+
+def _enabled(state, rule_name: str) -> bool:
+    rule = getattr(type(state), rule_name).hypothesis_stateful_rule
+    return all(precondition(state) for precondition in rule.preconditions)
+
+
+def test_on_real_time_what_rules_may_run_depends_on_the_program_not_the_network() -> None:
+    """Hypothesis replays an example to shrink it; a precondition or bundle that read the
+    network's timing drew differently on replay (FlakyStrategyDefinition: no failure found
+    over real sockets could be shrunk). A stream the server reset still counts as running
+    until the program ends it, so `restart_server` stays enabled once the reset arrived."""
+    state = machine_class(MachineOptions(transport="tcp"))()
+    try:
+        stream = state.boot(seed=3, chunks=[{"kind": "text", "seed": 3, "chars": 5}], context=None)
+        state.restart_server()
+        state.settle()  # the reset has arrived: the stream's outcome is known
+        assert state.model.streams[stream.key].outcome is not None
+        assert _enabled(state, "restart_server") and _enabled(state, "forge_resume")
+        state.end(stream=stream)
+        assert not _enabled(state, "restart_server")  # the program released its only stream
+    finally:
+        state.teardown()

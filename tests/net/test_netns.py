@@ -182,3 +182,31 @@ def test_namespaces_left_by_a_dead_process_are_cleaned_up():
         assert name not in namespaces()
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def test_a_connection_from_inside_the_namespace_goes_around_veth_faults():
+    """``connect_inside`` (peers the machine plays: forged resumes, take-overs) never crosses
+    the veth, so a partition there stalls host-side connections but not it. ``connect(link=)``
+    names a host-side connection with the caller's id (a proxy's), for per-link faults."""
+
+    async def body(net):
+        net.apply(F.Partition())
+        with trio.move_on_after(1) as stalled:
+            await net.connect(timeout=5)
+        assert stalled.cancelled_caught  # the SYN cannot cross the veth
+        inside = await net.connect_inside(timeout=5)
+        await inside.send_all(b"around")
+        assert await read_exactly(inside, 6) == b"around"
+        net.heal()
+        named = await net.connect(link=7, timeout=5)
+        assert 7 in net.links
+        net.apply(F.Abort(), 7)
+        with trio.fail_after(10):
+            with pytest.raises((trio.BrokenResourceError, OSError)):
+                while True:
+                    await named.send_all(b"x" * 1000)
+                    await trio.sleep(0.01)
+        await inside.send_all(b"still")
+        assert await read_exactly(inside, 5) == b"still"
+
+    with_echo_server(body)

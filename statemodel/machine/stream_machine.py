@@ -52,6 +52,15 @@ async def _current_time() -> float:
     return trio.current_time()
 
 
+async def pass_time(end: float, poll: float, done=lambda: False, each=lambda: None) -> None:
+    """Sleep in turns of at most ``poll`` until ``end`` or ``done()``, calling ``each()`` after
+    every turn. The clock is read once a turn: on the real clock a second read can already be
+    past ``end``, and a negative ``trio.sleep`` is a ValueError (found by the 1,000-example tcp run)."""
+    while (left := end - trio.current_time()) > 0 and not done():
+        await trio.sleep(min(poll, left))
+        each()
+
+
 def event(label: str) -> None:
     """Hypothesis statistics label; a no-op when a printed program is run as plain Python."""
     if currently_in_test_context():
@@ -511,13 +520,13 @@ class StreamMachine(TrioStateMachine):
         self.run(self._advance, min(seconds, self.target.max_advance))
 
     async def _advance(self, seconds: float) -> None:
-        end = trio.current_time() + seconds
-        while trio.current_time() < end:
-            if self.real_time and self._quiet():
-                return  # real seconds are paid for: with nothing owed and everyone connected, more only sends heartbeats
-            await trio.sleep(min(REAL_POLL if self.real_time else 1.0, end - trio.current_time()))
+        def expire() -> None:
             for handle in self.handles:
                 self._expire_if_long_down(handle)
+
+        # real seconds are paid for: with nothing owed and everyone connected, more only sends heartbeats
+        await pass_time(trio.current_time() + seconds, REAL_POLL if self.real_time else 1.0,
+                        done=lambda: self.real_time and self._quiet(), each=expire)
 
     @not_again("outage")
     @rule(seconds=st.sampled_from([25.0, 4.0, 45.0]))  # shrinks towards 25 s: past eviction age (sim)
@@ -543,9 +552,7 @@ class StreamMachine(TrioStateMachine):
         (its dead-peer timer fired), at most ``seconds``; longer changes nothing but the bill
         (a real-time target's sessions never come near expiry within one rule)."""
         watched = [s for s in self.handles if s.client is not None and not self._noticed_loss(s)]
-        end = trio.current_time() + seconds
-        while trio.current_time() < end and not all(self._noticed_loss(s) for s in watched):
-            await trio.sleep(min(REAL_POLL, end - trio.current_time()))
+        await pass_time(trio.current_time() + seconds, REAL_POLL, done=lambda: all(self._noticed_loss(s) for s in watched))
 
     def _noticed_loss(self, session: SessionHandle) -> bool:
         """The client has no working connection: its protocol failed the link (the dead-peer

@@ -130,7 +130,7 @@ def run_worker(
                     # e.g. the replay profile with nothing in the database: nothing to run
                     result.note = str(exc)
                     break
-                found = extract_failures(exc)
+                found = extract_failures(exc) or unreplayable_failures(exc)
                 if not found:
                     raise InfrastructureError(f"{type(exc).__name__}: {exc}") from exc
                 col.flush()
@@ -176,6 +176,25 @@ def extract_failures(exc: BaseException) -> list[tuple[BaseException, str, tuple
 
     visit(exc, [])
     return out
+
+
+def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, None]]:
+    """Failures Hypothesis found but could not replay (``FlakyFailure``): over real sockets a
+    failure may recur at another step, or not at all, and replaying raises
+    ``FlakyStrategyDefinition``. The original errors are still failures: reported without a
+    program, never dropped as an infrastructure error with zero examples counted."""
+    from hypothesis.errors import Flaky
+
+    if not (isinstance(exc, Flaky) and isinstance(exc, BaseExceptionGroup)):
+        return []
+    leaves, todo = [], [exc]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(reversed(e.exceptions))
+        elif not isinstance(e, Flaky):
+            leaves.append((e, "", None))
+    return leaves
 
 
 def describe_failure(exc, program, blob, loaded: LoadedMachine, config: FuzzConfig, worker: int,

@@ -35,3 +35,20 @@ def test_forged_resume_during_a_partition_is_not_the_servers_failure(real_option
         assert state.target.net.partitioned()  # the rogue got through the partition's time
     finally:
         state.teardown()
+
+
+def test_a_failure_hypothesis_could_not_replay_is_still_reported_as_a_failure() -> None:
+    """Over real sockets a failure can recur at another step on replay; Hypothesis then raises
+    FlakyFailure (holding the original error and a FlakyStrategyDefinition). The fuzz runner
+    reported that as an infrastructure error with 0 examples and the error's name buried in
+    text (the first 1,000-example tcp run); the original error is a failure."""
+    from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition
+
+    from statemodel.fuzz.runner import extract_failures, unreplayable_failures
+
+    original = ValueError("`seconds` must be non-negative")
+    flaky = FlakyFailure("Inconsistent results from replaying a test case!",
+                         [original, FlakyStrategyDefinition("stopped drawing earlier")])
+    assert extract_failures(flaky) == []  # no printed program to find
+    assert unreplayable_failures(flaky) == [(original, "", None)]
+    assert unreplayable_failures(RuntimeError("infrastructure")) == []

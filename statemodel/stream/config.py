@@ -24,7 +24,10 @@ class Config:
     fragment_size: int = 256 * KiB  # data payload bytes per fragment (fewer frames: 2 MiB in 8)
     max_frame_size: int = 1 * MiB  # one encoded frame (header + payload)
     max_header_size: int = 64 * KiB  # JSON header of one frame
-    max_message_size: int = 16 * MiB  # one reassembled message
+    max_message_size: int = 16 * MiB  # one reassembled message; also unfinished ones per session
+    # Unfinished inbound messages of all sessions together (never acked, so droppable):
+    # beyond it the session holding the most is closed with 1013 and its client replays.
+    server_max_partial_bytes: int = 64 * MiB
     replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction
     # All sessions together (see server_overdraft_sessions above either bound). Held frames
@@ -32,6 +35,12 @@ class Config:
     server_max_buffered_bytes: int = 2 * MiB
     server_max_buffered_items: int = 4096
     server_overdraft_sessions: int = 3  # above a bound, at most this many sessions hold items
+    # Fair shares (PROTOCOL.md §6): a session that acked nothing for stall_after while the
+    # server-wide bound is reached is *parked* (up to fair_stalled_sessions of them): it
+    # keeps its buffer but gets no more until it is acked, and what it holds leaves the
+    # shared pool, so sessions that stop reading delay the others by at most stall_after.
+    stall_after: float = 1.0
+    fair_stalled_sessions: int = 4
     replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000
@@ -48,6 +57,10 @@ class Config:
     # (1001, 1011, 1013, 4008, a drop) sees delays grow to backoff_max (PROTOCOL.md §11).
     healthy_after: float = 5.0
     max_reconnect_attempts: int | None = None  # None = retry forever
+    # Connections that have not completed hello, server-wide (PROTOCOL.md §9): beyond this
+    # count the oldest is dropped; before hello a WebSocket message may be at most
+    # prehello_message_size (a hello is header-only); handshake_timeout bounds the time.
+    prehello_max_connections: int = 128
     ws_message_queue_size: int = 64  # trio-websocket's default of 1 stalls pongs/closes
     ws_receive_buffer_size: int = 64 * KiB  # trio-websocket's default is 4 KiB
     mutants: frozenset[str] = field(default_factory=frozenset)
@@ -55,12 +68,14 @@ class Config:
     def __post_init__(self) -> None:
         """Reject settings that could never work, with a message that says which and why."""
         for name in ("handshake_timeout", "heartbeat_interval", "dead_after", "send_timeout",
-                     "close_timeout", "session_ttl", "replay_max_age", "backoff_base", "healthy_after"):
+                     "close_timeout", "session_ttl", "replay_max_age", "backoff_base", "healthy_after",
+                     "stall_after"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
                      "replay_max_count", "server_max_buffered_bytes", "server_max_buffered_items",
-                     "server_overdraft_sessions", "max_sessions",
+                     "server_overdraft_sessions", "max_sessions", "prehello_max_connections", "fair_stalled_sessions",
+                     "server_max_partial_bytes",
                      "max_streams_per_session", "app_backlog_bytes"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)!r}")
@@ -82,6 +97,29 @@ class Config:
                 f"({self.heartbeat_interval}), or healthy idle connections would be declared dead")
         if not isinstance(self.mutants, frozenset):
             object.__setattr__(self, "mutants", frozenset(self.mutants))
+
+    def honest_delay_bound(self) -> float:
+        """The most that sessions which stop reading (up to fair_stalled_sessions of them)
+        add to another session's request (PROTOCOL.md §6 "The fairness bound"): until they
+        are parked, `stall_after`; after that nothing (what they hold is out of the shared
+        pool). Waiting for room behind other *reading* sessions is load, not included."""
+        return self.stall_after
+
+    def server_buffer_bound(self, largest_message: int) -> int:
+        """Most payload bytes the reference server holds in replay buffers, all sessions
+        together, when no message is larger than `largest_message` (PROTOCOL.md §6): the
+        shared pool (server_max_buffered_bytes, overshot by one message and by one per
+        overdraft slot) plus what each parked session held when it was parked (at most the
+        pool plus one message)."""
+        s, m = self.server_max_buffered_bytes, largest_message
+        return s + (self.server_overdraft_sessions + 1) * m + self.fair_stalled_sessions * (s + m)
+
+    @property
+    def prehello_message_size(self) -> int:
+        """Largest WebSocket message before the hello is accepted: one header-only frame
+        (larger gets trio-websocket's 1009). With prehello_max_connections this bounds what
+        connections that never say hello make the server buffer: 128 x 64 KiB = 8 MiB."""
+        return 4 + self.max_header_size
 
     @property
     def ws_max_message_size(self) -> int:

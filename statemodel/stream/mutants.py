@@ -49,7 +49,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "byte-based chunking of text breaking multi-byte characters (well-known in streaming LLM/SSE proxies)",
     ),
     "partial_per_connection": (
-        "fragment reassembly buffer tied to the connection: after a mid-message resume the message loses its start",
+        "fragments of an unfinished message acked, yet the reassembly buffer is tied to the connection: after a mid-message resume the message loses its start",
         "reassembly state kept on the socket object (WebSocket continuation frames handled per connection)",
     ),
     "no_fencing": (

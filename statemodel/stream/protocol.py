@@ -74,6 +74,18 @@ class _Out:
 
 
 @dataclass
+class _Partial:
+    """An unfinished inbound message: never acked, so it may be dropped at any time (the
+    sender still holds every fragment and replays them after a reconnect)."""
+
+    kind: str
+    parts: list | None  # None: the content is not kept (the stream no longer delivers)
+    last: int = 0  # seq of its newest fragment
+    size: int = 0  # payload bytes of the message so far
+    held: int = 0  # of those, bytes kept in `parts`
+
+
+@dataclass
 class _OutStream:
     next_seq: int = 1
     buf: deque[_Out] = field(default_factory=deque)
@@ -150,20 +162,41 @@ class Budget:
         self.bytes = 0
         self.items = 0
         self.sessions = 0  # sessions holding buffered items
+        # Sessions holding items, and those of them *parked*: stalled (nothing acked for
+        # stall_after), so they no longer count as overdraft holders (PROTOCOL.md §6).
+        self.holders: set[_Endpoint] = set()
+        self.parked: set[_Endpoint] = set()
+        self.parked_bytes = 0
+        self.parked_items = 0
+        self.partial_bytes = 0  # unfinished inbound messages, all sessions (server_max_partial_bytes)
+
+    @property
+    def active_holders(self) -> int:
+        return self.sessions - len(self.parked)
+
+    @property
+    def active_bytes(self) -> int:
+        return self.bytes - self.parked_bytes
+
+    @property
+    def active_items(self) -> int:
+        return self.items - self.parked_items
 
 
 class _Endpoint:
     """One end's per-session state, kept across connections."""
 
     def __init__(self, config: Config, mine: frozenset[str], theirs: frozenset[str],
-                 budget: Budget | None = None) -> None:
+                 budget: Budget | None = None, name: str = "") -> None:
         self.config = config
         self.budget = budget
+        self.name = name  # the session id (server side): orders parking deterministically
         self.mine, self.theirs = mine, theirs  # item types this end may send / receive
         self.out: dict[int, _OutStream] = {}
         self.recv: dict[int, int] = {}  # last contiguous seq received per stream
         self.acked_sent: dict[int, int] = {}  # what the peer has been told via acks
-        self.partial: dict[int, tuple[str, list[bytes], int]] = {}
+        self.partial: dict[int, _Partial] = {}
+        self.partial_bytes = 0  # kept in unfinished inbound messages (bounded per session)
         # Retirement (PROTOCOL.md §8a): `finished` streams are over on this end (terminal item
         # pushed / received, or reset); once nothing of theirs is unacked either way their
         # state is dropped and the id goes to `retired`. `late` holds acks owed for items
@@ -187,23 +220,43 @@ class _Endpoint:
         if self.buffered_bytes >= c.replay_max_bytes or self.buffered_items >= c.replay_max_count:
             return False
         b = self.budget
-        if b is None or (b.bytes < c.server_max_buffered_bytes and b.items < c.server_max_buffered_items):
+        if b is None:
+            return True
+        if self in b.parked:
+            return False  # it stopped reading: it keeps what it holds, and gets no more
+        # Parked sessions (stalled: up to fair_stalled_sessions) are out of the shared pool:
+        # what they hold neither fills it nor takes an overdraft slot (fair shares).
+        if b.active_bytes < c.server_max_buffered_bytes and b.active_items < c.server_max_buffered_items:
             return True
         # Over the server-wide bound: a session with nothing buffered may still produce one
         # message, but only while fewer than `server_overdraft_sessions` sessions hold
-        # buffered items, so a peer that never acks cannot starve the others and the total
-        # stays below the bound + a few messages (not one message per session: 100 idle
-        # sessions x 2 MiB would be 200 MiB resident).
-        return self.buffered_items == 0 and b.sessions < c.server_overdraft_sessions
+        # buffered items, so the total stays below the bound + a few messages (not one
+        # message per session: 100 idle sessions x 2 MiB would be 200 MiB resident).
+        return self.buffered_items == 0 and b.active_holders < c.server_overdraft_sessions
 
     def account(self, size: int, items: int) -> None:
         before = self.buffered_items
         self.buffered_bytes += size
         self.buffered_items += items
-        if self.budget is not None:
-            self.budget.bytes += size
-            self.budget.items += items
-            self.budget.sessions += (self.buffered_items > 0) - (before > 0)
+        b = self.budget
+        if b is not None:
+            b.bytes += size
+            b.items += items
+            if self in b.parked:
+                b.parked_bytes += size
+                b.parked_items += items
+            if (self.buffered_items > 0) != (before > 0):
+                if self.buffered_items > 0:
+                    b.sessions += 1
+                    b.holders.add(self)
+                else:  # everything acked (or dropped): no longer a holder, nor parked
+                    b.sessions -= 1
+                    b.holders.discard(self)
+                    b.parked.discard(self)
+
+    def oldest_unacked(self) -> float:
+        """When the oldest item still buffered was produced (INF if none)."""
+        return min((st.buf[0].t for st in self.out.values() if st.buf), default=INF)
 
     def push(self, t: str, sid: int, now: float, fields: dict | None = None, payload: bytes = b"") -> int:
         """Sequence and buffer one item. Encodes first: a value that cannot be sent (not
@@ -294,7 +347,9 @@ class _Endpoint:
         self.out.pop(sid, None)
         self.recv.pop(sid, None)
         self.acked_sent.pop(sid, None)
-        self.partial.pop(sid, None)
+        p = self.partial.pop(sid, None)
+        if p is not None:
+            self._held(-p.held)
         self.retired.add(sid)
 
     def retire_finished(self) -> None:
@@ -344,14 +399,20 @@ class _Endpoint:
             self._ack_later(len(f.payload) + 1, now)
             return False
         last = self.recv.get(f.sid, 0)
-        if f.seq <= last and "no_dedupe" not in self.config.mutants:
+        p = self.partial.get(f.sid)
+        top = p.last if p is not None else last  # fragments of an unfinished message count
+        if f.seq <= top and "no_dedupe" not in self.config.mutants:
             return False
-        if f.seq > last + 1:
+        if f.seq > top + 1:
             raise ProtocolError(
-                CloseCode.PROTOCOL_VIOLATION, f"gap on stream {f.sid}: got seq {f.seq}, expected {last + 1}"
+                CloseCode.PROTOCOL_VIOLATION, f"gap on stream {f.sid}: got seq {f.seq}, expected {top + 1}"
             )
+        if p is not None and f.t != "data":
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} inside an unfinished message on stream {f.sid}")
+        if f.t == "data" and not f.h["fin"] and "partial_per_connection" not in self.config.mutants:
+            return True  # acked with its message's last fragment (PROTOCOL.md §6); see reassemble
         self.recv[f.sid] = max(last, f.seq)
-        self._ack_later(len(f.payload) + 1, now)
+        self._ack_later(len(f.payload) + 1 + (p.size if p is not None else 0), now)
         return True
 
     def _ack_later(self, size: int, now: float) -> None:
@@ -361,30 +422,58 @@ class _Endpoint:
         elif self.ack_due is None:
             self.ack_due = now + self.config.ack_interval
 
-    def reassemble(self, f: Frame) -> str | bytes | None:
-        """Add a data fragment; the whole message once `fin` arrives, else None."""
-        kind, parts, size = self.partial.get(f.sid, (f.h["k"], [], 0))
-        if kind != f.h["k"]:
+    def reassemble(self, f: Frame, keep: bool = True) -> str | bytes | None:
+        """Add a data fragment; the whole message once `fin` arrives, else None. With
+        `keep` False (nobody will read the stream) only its sequencing is tracked."""
+        c = self.config
+        p = self.partial.get(f.sid)
+        if p is None:
+            p = _Partial(f.h["k"], [] if keep else None)
+        if p.kind != f.h["k"]:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream {f.sid}: fragment kind changed mid-message")
-        size += len(f.payload)
-        if size > self.config.max_message_size:
-            raise ProtocolError(
-                CloseCode.MESSAGE_TOO_LARGE, f"stream {f.sid}: message exceeds {self.config.max_message_size} bytes"
-            )
-        if kind == "t":
-            try:  # every text fragment is whole characters, so receivers decode as they go
-                parts.append(str(f.payload, "utf-8"))
-            except UnicodeDecodeError:
-                raise ProtocolError(
-                    CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text fragment {f.seq} splits a UTF-8 character"
-                ) from None
-        else:
-            parts.append(f.payload)  # a view into the received frame: copied once, by the join
+        n = len(f.payload)
+        if p.size + n > c.max_message_size:
+            raise ProtocolError(CloseCode.MESSAGE_TOO_LARGE, f"stream {f.sid}: message exceeds {c.max_message_size} bytes")
+        if not keep and p.parts is not None:  # the stream stopped delivering mid-message
+            self._held(-p.held)
+            p.parts, p.held = None, 0
+        if p.parts is not None:
+            if not f.h["fin"] and self.partial_bytes + n > c.max_message_size:
+                raise ProtocolError(CloseCode.MESSAGE_TOO_LARGE,
+                                    f"unfinished messages of this session exceed {c.max_message_size} bytes")
+            if p.kind == "t":
+                try:  # every text fragment is whole characters, so receivers decode as they go
+                    p.parts.append(str(f.payload, "utf-8"))
+                except UnicodeDecodeError:
+                    raise ProtocolError(
+                        CloseCode.MALFORMED_FRAME, f"stream {f.sid}: text fragment {f.seq} splits a UTF-8 character"
+                    ) from None
+            else:
+                p.parts.append(f.payload)  # a view into the received frame: copied once, by the join
+        p.size += n
+        p.last = f.seq
         if not f.h["fin"]:
-            self.partial[f.sid] = (kind, parts, size)
+            if p.parts is not None:
+                p.held += n
+                self._held(n)
+            self.partial[f.sid] = p
             return None
-        self.partial.pop(f.sid, None)
-        return b"".join(parts) if kind == "b" else "".join(parts)
+        if self.partial.pop(f.sid, None) is not None:
+            self._held(-p.held)
+        if p.parts is None:
+            return None
+        return b"".join(p.parts) if p.kind == "b" else "".join(p.parts)
+
+    def _held(self, n: int) -> None:
+        self.partial_bytes += n
+        if self.budget is not None:
+            self.budget.partial_bytes += n
+
+    def drop_partials(self) -> None:
+        """Forget every unfinished inbound message: none was acked, so the sender replays
+        them whole after a reconnect (connection end, resume, server-wide pressure)."""
+        self._held(-self.partial_bytes)
+        self.partial.clear()
 
     def ack_map(self) -> dict[int, int]:
         if "ack_wrong_stream" in self.config.mutants and self.recv:
@@ -485,7 +574,7 @@ class StreamGone:
 class ServerSession:
     def __init__(self, config: Config, sid: str, token: str, now: float, budget: Budget) -> None:
         self.id, self.token = sid, token
-        self.ep = _Endpoint(config, frozenset(S2C_ITEMS), frozenset(C2S_ITEMS), budget)
+        self.ep = _Endpoint(config, frozenset(S2C_ITEMS), frozenset(C2S_ITEMS), budget, name=sid)
         self.open: set[int] = set()  # streams whose app runs (no end/error pushed yet)
         self.max_sid = 0
         self.disconnected_at: float | None = now
@@ -593,6 +682,7 @@ class ServerProtocol:
             reason = "replay_evicted" if lost else None
             if "recovered_despite_loss" in self.config.mutants and lost:
                 outcome, reason = "recovered", None
+            ep.drop_partials()  # the new connection replays them from their first fragment
             old = ep.link
             if old is not None and old is not conn and "no_fencing" not in self.config.mutants:
                 old.fail(CloseCode.SUPERSEDED, "a newer connection resumed this session")
@@ -660,9 +750,11 @@ class ServerProtocol:
                 s.open.add(f.sid)
                 self.events.append(Opened(s.id, f.sid, payload))
         elif f.t == "data":
-            msg = ep.reassemble(f)
-            if msg is not None and f.sid in s.open:
+            msg = ep.reassemble(f, keep=f.sid in s.open)
+            if msg is not None:
                 self.events.append(Message(s.id, f.sid, msg))
+            elif self.budget.partial_bytes > self.config.server_max_partial_bytes:
+                self._shed_partials()
         elif f.t == "cancel":
             if f.sid in s.open:
                 self.events.append(Cancelled(s.id, f.sid))
@@ -675,6 +767,7 @@ class ServerProtocol:
         s = conn.session
         if s is not None and s.ep.link is conn:
             s.ep.link = None
+            s.ep.drop_partials()  # never acked: replayed whole on resume
             s.disconnected_at = now
             # A final code from us (bad input) means no resume will ever come: keeping the
             # session for session_ttl would only let a misbehaving peer hold slots and memory.
@@ -725,9 +818,54 @@ class ServerProtocol:
         s = self.sessions.get(session)
         return s.ep.context if s is not None else {}
 
+    def _shed_partials(self) -> None:
+        """Unfinished inbound messages over the server-wide bound: drop those of the
+        session holding the most (deterministic: then by id) and close its connection
+        with 1013. Nothing is lost: they were never acked, and its client replays them
+        after reconnecting; the sessions that finish their messages go on."""
+        while self.budget.partial_bytes > self.config.server_max_partial_bytes:
+            victim = max((s for s in self.sessions.values() if s.ep.partial_bytes), key=lambda s: (s.ep.partial_bytes, s.id))
+            victim.ep.drop_partials()
+            if victim.ep.link is not None:
+                victim.ep.link.fail(CloseCode.TRY_AGAIN_LATER,
+                                    "server busy: unfinished messages above the server-wide bound; retry later")
+
+    # -- fair shares -----------------------------------------------------------------------
+    def _under_pressure(self) -> bool:
+        b, c = self.budget, self.config
+        return b.active_bytes >= c.server_max_buffered_bytes or b.active_items >= c.server_max_buffered_items
+
+    def _stall_deadline(self) -> float:
+        """When the next holder stalls, if parking it could matter (the server-wide bound
+        is reached and a parking slot is free); INF otherwise."""
+        b, c = self.budget, self.config
+        if len(b.parked) >= c.fair_stalled_sessions or not self._under_pressure():
+            return INF
+        return min((ep.oldest_unacked() for ep in b.holders if ep not in b.parked), default=INF) + c.stall_after
+
+    def park_stalled(self, now: float) -> bool:
+        """Park holders that acked nothing for stall_after (oldest first, then by session
+        id: deterministic) while slots are free; True if any was parked. A parked session
+        keeps its buffer (nothing is dropped) but produces nothing more until everything
+        it holds is acked, when it leaves the parking; meanwhile what it holds is out of
+        the shared pool and it takes none of the overdraft slots."""
+        b, c = self.budget, self.config
+        if self._stall_deadline() > now:
+            return False
+        stalled = sorted((t, ep.name) for ep in b.holders if ep not in b.parked
+                         and (t := ep.oldest_unacked()) + c.stall_after <= now)
+        changed = False
+        for _, name in stalled[: c.fair_stalled_sessions - len(b.parked)]:
+            ep = self.sessions[name].ep
+            b.parked.add(ep)
+            b.parked_bytes += ep.buffered_bytes
+            b.parked_items += ep.buffered_items
+            changed = True
+        return changed
+
     # -- session timers -------------------------------------------------------------------
     def next_deadline(self) -> float:
-        d = INF
+        d = self._stall_deadline()
         for s in self.sessions.values():
             if s.disconnected_at is not None:
                 d = min(d, s.disconnected_at + self.config.session_ttl)
@@ -736,6 +874,7 @@ class ServerProtocol:
         return d
 
     def on_timer(self, now: float) -> None:
+        self.park_stalled(now)
         for s in list(self.sessions.values()):
             if s.disconnected_at is None:
                 continue
@@ -763,6 +902,8 @@ class ServerProtocol:
             "open_streams": sum(len(s.open) for s in ss),
             "buffered_bytes": sum(s.ep.buffered_bytes for s in ss),
             "buffered_items": sum(s.ep.buffered_items for s in ss),
+            "parked_sessions": len(self.budget.parked),
+            "parked_bytes": self.budget.parked_bytes,
         }
 
 
@@ -850,8 +991,7 @@ class ClientProtocol:
         if self.ep.link is not None:
             self.ep.link.fail(CloseCode.ABNORMAL, "connection lost")
         self.ep.link = None
-        if "partial_per_connection" in self.config.mutants:
-            self.ep.partial.clear()
+        self.ep.drop_partials()  # never acked: the server replays them whole
 
     def receive(self, data: bytes, now: float) -> None:
         link = self.ep.link
@@ -928,6 +1068,8 @@ class ClientProtocol:
             self.events.append(ClientContextSet(f.h["key"], f.h["value"]))
             return
         if f.sid not in self.streams:
+            if f.t == "data":
+                ep.reassemble(f, keep=False)  # sequencing only: the stream is over here
             return  # stream already finished or reset locally: drop
         if f.t == "data":
             msg = ep.reassemble(f)

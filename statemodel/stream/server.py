@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed
 
 from . import protocol as P
 from . import websocket
-from .app import App, Request
+from .app import App, Request, fits
 from .config import Config
 from .errors import StreamError, describe
 from .wslink import Notifier, run_link
@@ -38,6 +38,7 @@ COUNTERS = (
     "internal_errors",  # exceptions contained anywhere (connections, app tasks, timers): bugs
     "handshakes_failed",  # transports dropped before the WebSocket handshake completed
     "accept_errors",  # accept(2) failed for lack of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS)
+    "prehello_dropped",  # connections dropped from the pre-hello budget (the oldest, beyond the count)
 )
 
 
@@ -61,6 +62,8 @@ class Server:
         self.connections = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._ids = itertools.count(1)
+        self._prehello: dict[int, trio.CancelScope] = {}  # connection id -> scope, oldest first
+        self._backlogs: dict[str, int] = {}  # session -> client bytes its apps have not read yet
 
     @property
     def epoch(self) -> str:
@@ -68,6 +71,7 @@ class Server:
 
     def stats(self) -> dict[str, int]:
         return {**self.proto.stats(), "app_tasks": len(self._apps), "connections": self.connections,
+                "prehello": len(self._prehello), "app_backlog_bytes": sum(self._backlogs.values()),
                 **self.counters}
 
     def _internal_error(self, where: str, exc: BaseException) -> None:
@@ -155,31 +159,46 @@ class Server:
         cid = next(self._ids)
         start = trio.current_time()
         self.connections += 1
+        # Until its hello is accepted a connection is in the pre-hello budget (count: the
+        # oldest is dropped beyond it; bytes: hello-sized messages only; time: one
+        # handshake_timeout from accept for the HTTP upgrade and the hello together).
+        prehello = self._prehello[cid] = trio.CancelScope()
+        if len(self._prehello) > cfg.prehello_max_connections:
+            self._drop_oldest_prehello()
         try:
-            async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
-                ws = None
-                with trio.move_on_after(cfg.handshake_timeout):  # the library has no timeout
-                    try:
-                        ws = await websocket.accept(nursery, stream, message_queue_size=cfg.ws_message_queue_size,
-                                                    max_message_size=cfg.ws_max_message_size,
-                                                    receive_buffer_size=cfg.ws_receive_buffer_size)
-                    except ConnectionClosed:
-                        pass  # the peer left while we answered its upgrade request
-                if ws is None:  # no WebSocket: timed out, not HTTP, or the peer left
-                    self.counters["handshakes_failed"] += 1
+            with prehello:
+                async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
+                    ws = None
+                    with trio.move_on_after(cfg.handshake_timeout):  # the library has no timeout
+                        try:
+                            ws = await websocket.accept(nursery, stream, message_queue_size=cfg.ws_message_queue_size,
+                                                        max_message_size=cfg.prehello_message_size,
+                                                        receive_buffer_size=cfg.ws_receive_buffer_size)
+                        except ConnectionClosed:
+                            pass  # the peer left while we answered its upgrade request
+                    if ws is None:  # no WebSocket: timed out, not HTTP, or the peer left
+                        self.counters["handshakes_failed"] += 1
+                        nursery.cancel_scope.cancel()
+                        return
+                    conn = self.proto.connect(start)  # the hello deadline counts from accept too
+
+                    def on_message(msg: bytes | str, now: float) -> None:
+                        conn.receive(msg, now)
+                        if cid in self._prehello and conn.session is not None:
+                            del self._prehello[cid]  # hello accepted: a session's full limits now
+                            ws.limit_messages(cfg.ws_max_message_size)
+                        self._dispatch()
+
+                    def on_error(exc: Exception) -> None:
+                        self._internal_error(f"connection {cid}", exc)
+
+                    code, reason = await run_link(ws, conn, cfg, self._changed, on_message,
+                                                  conn.next_deadline, self._on_timer(conn), on_error)
+                    # A 1000 we did not send ourselves: the client closed its session on purpose.
+                    peer_code = code if conn.close is None else None
                     nursery.cancel_scope.cancel()
-                    return
-                # The handshake clock started at accept: HTTP upgrade + hello share one bound.
-                conn = self.proto.connect(start)
-
-                def on_error(exc: Exception) -> None:
-                    self._internal_error(f"connection {cid}", exc)
-
-                code, reason = await run_link(ws, conn, cfg, self._changed, self._on_message(conn),
-                                              conn.next_deadline, self._on_timer(conn), on_error)
-                # A 1000 we did not send ourselves: the client closed its session on purpose.
-                peer_code = code if conn.close is None else None
-                nursery.cancel_scope.cancel()
+            if prehello.cancelled_caught:
+                return  # dropped from the pre-hello budget (counted there)
             if conn.close is not None and conn.close[0] in P.FINAL_BAD_INPUT:
                 self.counters["closed_bad_input"] += 1
                 log.info("connection %d: closed %d for bad input: %s", cid, conn.close[0], conn.close[1])
@@ -187,6 +206,7 @@ class Server:
                 self.counters["closed_internal_error"] += 1
         finally:
             self.connections -= 1
+            self._prehello.pop(cid, None)
             try:
                 if conn is not None:
                     self.proto.disconnected(conn, trio.current_time(), peer_code)
@@ -195,11 +215,13 @@ class Server:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
 
-    def _on_message(self, conn: P.ServerConnection):
-        def on_message(msg: bytes | str, now: float) -> None:
-            conn.receive(msg, now)
-            self._dispatch()
-        return on_message
+    def _drop_oldest_prehello(self) -> None:
+        """Over the pre-hello budget: drop the connection that has waited longest (an
+        honest handshake takes a round trip; a flood of idle or half-open connections
+        cannot hold more than the budget of descriptors and buffers)."""
+        oldest = next(iter(self._prehello))
+        self._prehello.pop(oldest).cancel()
+        self.counters["prehello_dropped"] += 1
 
     def _on_timer(self, conn: P.ServerConnection):
         def on_timer(now: float) -> None:
@@ -229,7 +251,7 @@ class Server:
                 assert self._nursery is not None
                 # Register before the task runs: messages dispatched in the meantime (open and
                 # data read in one go) are queued for the app, not dropped.
-                self._apps[key] = (trio.CancelScope(), Request(self, ev.session, ev.sid, ev.payload))
+                self._apps[key] = (trio.CancelScope(), Request(self, ev.session, ev.sid, ev.payload, self._backlogs))
                 self._nursery.start_soon(self._run_app, ev, *self._apps[key])
             elif isinstance(ev, P.Message):
                 if key in self._apps:
@@ -260,6 +282,7 @@ class Server:
         except Exception as exc:  # noqa: BLE001 - our bug; the other streams and sessions go on
             self._internal_error(f"stream {ev.sid} of session {ev.session[:8]}", exc)
             self._apps.pop((ev.session, ev.sid), None)
+            request._release()
             try:
                 self.proto.finish(ev.session, ev.sid, trio.current_time(), "internal_error")
             except Exception as again:  # noqa: BLE001
@@ -290,6 +313,11 @@ class Server:
                         if not isinstance(chunk, (str, bytes)):
                             error = f"TypeError: app yielded {type(chunk).__name__}; chunks must be str or bytes"
                             break
+                        if not fits(chunk, self.config.max_message_size):
+                            # The client would close 4005 and lose the session: fail the stream.
+                            error = (f"message_too_large: the app yielded a message above max_message_size "
+                                     f"({self.config.max_message_size} bytes)")
+                            break
                         # The app may have waited (e.g. for a client message) after the check
                         # above while another stream filled the buffer: check again, or every
                         # such stream overshoots the bound by a message (found by StreamMachine).
@@ -307,6 +335,7 @@ class Server:
                         except Exception as exc:  # noqa: BLE001 - the app failed while closing
                             error = error or _app_error(exc)
         del self._apps[key]
+        request._release()
         if scope.cancelled_caught:
             # "cancelled" is a no-op if the stream is already gone (lost/expired)
             error = "app_backlog" if request.overflowed else "cancelled"

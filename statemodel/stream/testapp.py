@@ -43,12 +43,26 @@ def text(seed: int, chars: int) -> str:
     return wide.decode("utf-32-le")
 
 
+#: Largest chunk a command may ask for (PROTOCOL.md appendix A): the default max_message_size,
+#: and a quarter of it in characters (a character is up to 4 UTF-8 bytes). Checked before
+#: anything is computed, so a request for 300 MB costs nothing.
+MAX_BYTES = 16 * 1024 * 1024
+MAX_CHARS = MAX_BYTES // 4
+
+
+def _count(spec: dict[str, Any], key: str, limit: int) -> int:
+    v = spec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+        raise StreamError(f"bad_command: {key} must be an integer in [0, {limit}], got {str(v)[:40]!r}")
+    return v
+
+
 def chunk_of(spec: dict[str, Any]) -> str | bytes:
     kind = spec.get("kind")
     if kind == "text":
-        return text(int(spec["seed"]), int(spec["chars"]))
+        return text(int(spec["seed"]), _count(spec, "chars", MAX_CHARS))
     if kind == "bytes":
-        return blob(int(spec["seed"]), int(spec["size"]))
+        return blob(int(spec["seed"]), _count(spec, "size", MAX_BYTES))
     if kind == "json":
         return json.dumps(spec["value"], sort_keys=True, separators=(",", ":"))
     raise StreamError(f"bad_command: unknown chunk kind {kind!r}")

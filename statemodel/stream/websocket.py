@@ -45,6 +45,10 @@ class WebSocket(WebSocketConnection):
     #: The server refused the opening handshake (client side).
     rejected: ConnectionRejected | None = None
 
+    def limit_messages(self, size: int) -> None:
+        """The largest message accepted from now on (small until the peer's hello is in)."""
+        self._max_message_size = size
+
     async def _send(self, event: Event) -> None:
         allowed = _SENDABLE.get(type(event))
         if allowed is not None and self._wsproto.state not in allowed:

@@ -126,10 +126,11 @@ class ReferenceTarget:
     def check_bounds(self, largest_message: int) -> None:
         stats = self.server.stats()
         c = self.config
-        # A producer may push one whole message once its buffer has room: allow one per session.
+        # A producer may push one whole message once its buffer has room: allow one per session;
+        # the server-wide bound (shared pool + parked sessions) is the server's documented one.
         limit = min(
             stats["sessions"] * (c.replay_max_bytes + largest_message),
-            c.server_max_buffered_bytes + stats["sessions"] * largest_message,
+            c.server_buffer_bound(largest_message),
         )
         if stats["buffered_bytes"] > limit:
             raise InvariantViolation(

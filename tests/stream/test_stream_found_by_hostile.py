@@ -50,7 +50,9 @@ async def _dispatched_before_app_starts() -> list[bytes]:
     server = Server(script_app, Config(), rng=random.Random(0))
     async with server:
         conn = server.proto.connect(trio.current_time())
-        on_message = server._on_message(conn)
+        def on_message(msg, now):  # what the connection handler does per message
+            conn.receive(msg, now)
+            server._dispatch()
         now = trio.current_time()
         on_message(raw_frame({"t": "hello", "v": 1}), now)
         on_message(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, b'{"op":"emit","chunks":[]}'), now)

@@ -7,6 +7,7 @@ survives reconnects; backoff jitter comes from the injected `rng` so sim runs re
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import secrets
@@ -23,6 +24,7 @@ from .errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamRe
 from .wslink import Notifier, run_link
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
+log = logging.getLogger(__name__)
 
 
 # -- status events (in order on `client.status`) ------------------------------------------
@@ -263,6 +265,9 @@ class Client:
 
                 def on_error(exc: Exception) -> None:
                     self._fatal = self._fatal or describe(exc)
+                    log.error("client session %s: internal error (contained; the session ends): %s",
+                              (self.proto.session or "-")[:8], describe(exc))
+                    log.debug("traceback", exc_info=exc)
 
                 result = await run_link(ws, link, cfg, self._changed, self._on_message,
                                         self.proto.next_deadline, self._on_timer, on_error)

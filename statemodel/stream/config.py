@@ -26,7 +26,7 @@ class Config:
     max_header_size: int = 64 * KiB  # JSON header of one frame
     max_message_size: int = 16 * MiB  # one reassembled message; also unfinished ones per session
     # Unfinished inbound messages of all sessions together (never acked, so droppable):
-    # beyond it the session holding the most is closed with 1013 and its client replays.
+    # beyond it the session with the oldest one is closed with 1013 and its client replays.
     server_max_partial_bytes: int = 64 * MiB
     replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction

@@ -80,6 +80,7 @@ class _Partial:
 
     kind: str
     parts: list | None  # None: the content is not kept (the stream no longer delivers)
+    started: float = 0.0  # when its first fragment arrived
     last: int = 0  # seq of its newest fragment
     size: int = 0  # payload bytes of the message so far
     held: int = 0  # of those, bytes kept in `parts`
@@ -422,13 +423,13 @@ class _Endpoint:
         elif self.ack_due is None:
             self.ack_due = now + self.config.ack_interval
 
-    def reassemble(self, f: Frame, keep: bool = True) -> str | bytes | None:
+    def reassemble(self, f: Frame, keep: bool = True, now: float = 0.0) -> str | bytes | None:
         """Add a data fragment; the whole message once `fin` arrives, else None. With
         `keep` False (nobody will read the stream) only its sequencing is tracked."""
         c = self.config
         p = self.partial.get(f.sid)
         if p is None:
-            p = _Partial(f.h["k"], [] if keep else None)
+            p = _Partial(f.h["k"], [] if keep else None, now)
         if p.kind != f.h["k"]:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream {f.sid}: fragment kind changed mid-message")
         n = len(f.payload)
@@ -750,7 +751,7 @@ class ServerProtocol:
                 s.open.add(f.sid)
                 self.events.append(Opened(s.id, f.sid, payload))
         elif f.t == "data":
-            msg = ep.reassemble(f, keep=f.sid in s.open)
+            msg = ep.reassemble(f, keep=f.sid in s.open, now=now)
             if msg is not None:
                 self.events.append(Message(s.id, f.sid, msg))
             elif self.budget.partial_bytes > self.config.server_max_partial_bytes:
@@ -820,11 +821,15 @@ class ServerProtocol:
 
     def _shed_partials(self) -> None:
         """Unfinished inbound messages over the server-wide bound: drop those of the
-        session holding the most (deterministic: then by id) and close its connection
-        with 1013. Nothing is lost: they were never acked, and its client replays them
-        after reconnecting; the sessions that finish their messages go on."""
+        session whose unfinished message is the oldest (a peer parking fragments, not one
+        uploading now; deterministic: then by id) and close its connection with 1013.
+        Nothing is lost: they were never acked, and its client replays them after
+        reconnecting; the sessions that finish their messages go on."""
+        def since(s: ServerSession) -> tuple[float, str]:
+            return min(p.started for p in s.ep.partial.values() if p.held), s.id
+
         while self.budget.partial_bytes > self.config.server_max_partial_bytes:
-            victim = max((s for s in self.sessions.values() if s.ep.partial_bytes), key=lambda s: (s.ep.partial_bytes, s.id))
+            victim = min((s for s in self.sessions.values() if s.ep.partial_bytes), key=since)
             victim.ep.drop_partials()
             if victim.ep.link is not None:
                 victim.ep.link.fail(CloseCode.TRY_AGAIN_LATER,

@@ -211,7 +211,7 @@ def test_a_final_close_lost_to_a_ping_while_closing_stays_final():
     assert closed.code == CloseCode.PROTOCOL_VIOLATION and connections == 1
 
 
-def test_an_exception_of_the_clients_own_ends_the_session_instead_of_retrying(monkeypatch):
+def test_an_exception_of_the_clients_own_ends_the_session_instead_of_retrying(monkeypatch, caplog):
     real = P.ClientProtocol._frame
 
     def buggy(self, f, now):
@@ -228,6 +228,8 @@ def test_an_exception_of_the_clients_own_ends_the_session_instead_of_retrying(mo
 
     closed, connections = run(_one_connection_then, behaviour)
     assert closed.code == CloseCode.INTERNAL_ERROR and "KeyError" in closed.reason and connections == 1
+    errors = [r for r in caplog.records if r.name == "statemodel.stream.client" and r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is None  # one line, no traceback
 
 
 def test_backoff_settings_that_allow_a_storm_are_refused():

@@ -70,20 +70,23 @@ def test_fragments_are_acked_only_with_their_message_and_dropped_with_the_connec
     assert [e.data for e in p.sevents if isinstance(e, P.Message)] == [b"0123456789AB"]
 
 
-def test_the_server_wide_bound_closes_the_largest_holder_1013_and_nothing_is_lost():
+def test_the_server_wide_bound_closes_the_oldest_holder_1013_and_nothing_is_lost():
+    """The session parking fragments longest is shed, not the one uploading now (even if
+    it is the largest: otherwise many small parked partials could keep any large upload
+    out)."""
     cfg = Config(fragment_size=64 * 1024, server_max_partial_bytes=1 * MiB)
     proto = P.ServerProtocol(cfg, random.Random(0))
     hog, honest = session(proto), session(proto)
     chunk = bytes(64 * 1024)
-    for q in range(2, 14):  # 12 fragments: 768 KiB unfinished, no fin
+    for q in range(2, 8):  # 6 fragments: 384 KiB unfinished since t=1, no fin
         hog.receive(data(1, q, chunk, False), 1.0)
-    for q in range(2, 7):  # the honest one's message pushes the total over the bound...
-        honest.receive(data(1, q, chunk, False), 1.0)
+    for q in range(2, 13):  # the honest one's larger message pushes the total over the bound...
+        honest.receive(data(1, q, chunk, False), 5.0)
     assert hog.close is not None and hog.close[0] == CloseCode.TRY_AGAIN_LATER
-    assert honest.close is None and proto.budget.partial_bytes == 5 * len(chunk)
-    honest.receive(data(1, 7, chunk, True), 1.0)  # ...and completes it
+    assert honest.close is None and proto.budget.partial_bytes == 11 * len(chunk)
+    honest.receive(data(1, 13, chunk, True), 5.0)  # ...and completes it
     messages = [e for e in proto.drain_events() if isinstance(e, P.Message)]
-    assert [len(m.data) for m in messages] == [6 * len(chunk)]
+    assert [len(m.data) for m in messages] == [12 * len(chunk)]
     assert proto.budget.partial_bytes == 0
     # the hog's session lives (1013 is retryable): its resume replays from the first fragment
     s = hog.session

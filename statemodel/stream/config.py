@@ -30,8 +30,9 @@ class Config:
     server_max_partial_bytes: int = 64 * MiB
     replay_max_bytes: int = 4 * MiB  # unacked payload bytes kept per session and direction
     replay_max_count: int = 4096  # unacked items kept per session and direction
-    # All sessions together (see server_overdraft_sessions above either bound). Held frames
-    # stay below bytes + overdraft x one message (6 MiB for one 2 MiB response per session).
+    # The shared pool of all sessions (see server_overdraft_sessions above either bound, and
+    # parking below). Held payload stays within server_buffer_bound(M) for messages of at
+    # most M bytes: 26 MiB for 2 MiB responses with the defaults.
     server_max_buffered_bytes: int = 2 * MiB
     server_max_buffered_items: int = 4096
     server_overdraft_sessions: int = 3  # above a bound, at most this many sessions hold items

@@ -12,6 +12,7 @@ import hashlib
 import trio
 
 from .client import Client
+from .errors import SessionClosed, StreamError, StreamReset
 
 
 class _KillOnce(trio.abc.Stream):
@@ -71,7 +72,13 @@ def cli() -> None:
     p.add_argument("--kill-after", type=int, default=200_000, help="bytes received before the kill (0 = never)")
     p.add_argument("--payload", default='{"count": 6, "size": 65536, "interval": 0.1}')
     a = p.parse_args()
-    trio.run(main, a.host, a.port, a.kill_after or None, a.payload)
+    try:
+        trio.run(main, a.host, a.port, a.kill_after or None, a.payload)
+    except* (StreamError, StreamReset, SessionClosed) as group:  # the server said why: one line
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise SystemExit(f"failed: {leaf}") from None
 
 
 if __name__ == "__main__":

@@ -25,13 +25,6 @@ def _size(msg: str | bytes) -> int:
     return len(msg) if isinstance(msg, (bytes, bytearray, memoryview)) else len(msg.encode("utf-8"))
 
 
-def fits(msg: str | bytes, limit: int) -> bool:
-    """`msg` is at most `limit` bytes (text as UTF-8), without encoding text that clearly
-    fits (at most 4 bytes a character) or clearly does not (at least 1)."""
-    n = len(msg)
-    if isinstance(msg, (bytes, bytearray, memoryview)) or n > limit:
-        return n <= limit
-    return 4 * n <= limit or len(msg.encode("utf-8", "surrogatepass")) <= limit
 
 
 class Request:

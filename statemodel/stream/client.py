@@ -101,7 +101,8 @@ class ClientStream:
 
     async def send(self, msg: str | bytes) -> None:
         """Queue a message for the server app; delivered exactly once (waits if buffers are full).
-        Raises ValueError once the stream is over (ended, failed or reset)."""
+        Raises ValueError once the stream is over (ended, failed or reset), and for a message
+        the server would refuse (above max_message_size, or text that is not valid Unicode)."""
         await self._client._wait_capacity()
         if not self._live():
             raise ValueError(f"stream {self.stream_id} is over (it ended or was reset)")

@@ -73,6 +73,15 @@ class _Out:
     t: float  # when it was produced (age eviction)
 
 
+def message_fits(msg: str | bytes, limit: int) -> bool:
+    """`msg` is at most `limit` bytes (text as UTF-8), without encoding text that clearly
+    fits (at most 4 bytes a character) or clearly does not (at least 1)."""
+    n = len(msg)
+    if isinstance(msg, (bytes, bytearray, memoryview)) or n > limit:
+        return n <= limit
+    return 4 * n <= limit or len(msg.encode("utf-8", "surrogatepass")) <= limit
+
+
 @dataclass
 class _Partial:
     """An unfinished inbound message: never acked, so it may be dropped at any time (the
@@ -1094,17 +1103,23 @@ class ClientProtocol:
         return self.ep.has_capacity()
 
     def open(self, payload: str | bytes, now: float) -> int:
+        """A new stream. A payload the server would refuse (not UTF-8 text, a frame above
+        max_frame_size) raises ValueError and changes nothing."""
         sid = self.next_sid
-        self.next_sid += 1
-        self.streams.add(sid)
         k = "t" if isinstance(payload, str) else "b"
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         self.ep.push("open", sid, now, {"k": k}, data)
+        self.next_sid += 1
+        self.streams.add(sid)
         return sid
 
     def send(self, sid: int, msg: str | bytes, now: float) -> None:
+        """Queue one message. One the server would refuse (above max_message_size: it would
+        close 4005 and end the session; text that is not valid Unicode) raises ValueError."""
         if sid not in self.streams:
             raise ValueError(f"stream {sid} is not open")
+        if not message_fits(msg, self.config.max_message_size):
+            raise ValueError(f"message above max_message_size ({self.config.max_message_size} bytes)")
         self.ep.push_message(sid, msg, now)
 
     def cancel(self, sid: int, now: float) -> None:

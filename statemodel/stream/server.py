@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed
 
 from . import protocol as P
 from . import websocket
-from .app import App, Request, fits
+from .app import App, Request
 from .config import Config
 from .errors import StreamError, describe
 from .wslink import Notifier, run_link
@@ -313,7 +313,7 @@ class Server:
                         if not isinstance(chunk, (str, bytes)):
                             error = f"TypeError: app yielded {type(chunk).__name__}; chunks must be str or bytes"
                             break
-                        if not fits(chunk, self.config.max_message_size):
+                        if not P.message_fits(chunk, self.config.max_message_size):
                             # The client would close 4005 and lose the session: fail the stream.
                             error = (f"message_too_large: the app yielded a message above max_message_size "
                                      f"({self.config.max_message_size} bytes)")
@@ -322,8 +322,15 @@ class Server:
                         # above while another stream filled the buffer: check again, or every
                         # such stream overshoots the bound by a message (found by StreamMachine).
                         await self._room(ev.session)
-                        # Our machinery from here: its exceptions are ours (see _run_app).
-                        if not self.proto.emit(ev.session, ev.sid, chunk, trio.current_time()):
+                        # Our machinery from here: its exceptions are ours (see _run_app),
+                        # except text UTF-8 cannot carry (a lone surrogate, e.g. echoed from
+                        # a client): the app's chunk, refused before anything is buffered.
+                        try:
+                            emitted = self.proto.emit(ev.session, ev.sid, chunk, trio.current_time())
+                        except UnicodeEncodeError as exc:
+                            error = f"bad_chunk: the app yielded text that is not valid Unicode ({exc.reason} at {exc.start})"
+                            break
+                        if not emitted:
                             break
                         chunk = None  # encoded into the replay buffer: don't hold a second copy
                         self._changed.notify()

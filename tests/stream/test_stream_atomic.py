@@ -80,3 +80,23 @@ def test_a_refused_welcome_changes_nothing_on_the_client(session):
     assert client.drain_events() == []  # no Reset, no Welcome
     assert client.session == "s1" and sid in client.streams
     assert [it.seq for it in client.ep.out[sid].buf] == [1]
+
+
+def test_what_the_server_would_refuse_is_refused_by_the_client_before_anything_changes():
+    """An open payload above max_frame_size (the server closes 4004: final) or a message
+    above max_message_size (4005) would end the whole session; text with a lone surrogate
+    cannot be UTF-8. Each raises ValueError at the call, and the session stays as it was."""
+    cfg = Config(max_frame_size=4096, fragment_size=1024, max_message_size=10_000)
+    client = P.ClientProtocol(cfg)
+    client.connect(0.0)
+    for payload in (b"x" * 5000, "\ud800"):
+        with pytest.raises(ValueError):
+            client.open(payload, 0.0)
+    assert client.streams == set() and client.ep.out == {}
+    sid = client.open(b"ok", 0.0)
+    assert sid == 1  # no id was used up by the refused ones
+    for msg in (b"x" * 10_001, "é" * 5001, "\udfff"):
+        with pytest.raises(ValueError):
+            client.send(sid, msg, 0.0)
+    assert [it.seq for it in client.ep.out[sid].buf] == [1]  # only the open
+    client.send(sid, "é" * 5000, 0.0)  # 10,000 bytes: exactly the limit

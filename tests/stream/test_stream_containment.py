@@ -123,7 +123,8 @@ def test_every_text_a_peer_can_make_us_echo_survives_lone_surrogates(server_log)
         await peer.send_raw(ws_frame(OP_BINARY, open_frame(1, {"op": "batch", "commands": [
             {"op": "set_context", "key": "k\udfff", "value": ["\ud800", {"\udc00": "v"}]},
             {"op": "emit", "chunks": [{"kind": "json", "value": "\ud83d"}]},  # app: json.dumps escapes it
-            {"op": "nope\ud800"}]})))  # StreamError quoting the op (repr)
+            {"op": "echo", "data": "x\udc80"}]})))  # the app yields text UTF-8 cannot carry
+        await peer.send_raw(ws_frame(OP_BINARY, open_frame(2, {"op": "nope\ud800"})))  # StreamError quoting the op
         await trio.sleep(1)  # the app ran and its items went out
         # a close reason quoting client input: an unknown frame type with a surrogate
         await peer.send_raw(ws_frame(OP_BINARY, b'\x00\x00\x00\x10{"t":"\\ud800xx"}'))
@@ -136,7 +137,9 @@ def test_every_text_a_peer_can_make_us_echo_survives_lone_surrogates(server_log)
     code, frames, stats = run(with_server, body)
     ctx = [f.h for f in frames if f.t == "ctx"]
     assert ctx and ctx[0]["key"] == "k\udfff" and ctx[0]["value"] == ["\ud800", {"\udc00": "v"}]
-    assert [f.h["reason"] for f in frames if f.t == "error"] == ["bad_command: unknown op 'nope\\ud800'"]
+    assert sorted(f.h["reason"] for f in frames if f.t == "error") == [
+        "bad_chunk: the app yielded text that is not valid Unicode (surrogates not allowed at 1)",
+        "bad_command: unknown op 'nope\\ud800'"]
     assert code is not None and code[0] == CloseCode.MALFORMED_FRAME
     assert stats["internal_errors"] == 0 and stats["closed_bad_input"] == 1
     assert server_log.at(logging.WARNING) == []

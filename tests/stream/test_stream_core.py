@@ -349,8 +349,11 @@ def test_message_too_large():
     p = Pair(Config(max_message_size=10, fragment_size=4))
     p.connect()
     sid = p.client.open(b"o", p.now)
-    p.client.send(sid, b"x" * 11, p.now)
     p.pump()
+    with pytest.raises(ValueError):  # the reference client refuses to send it...
+        p.client.send(sid, b"x" * 11, p.now)
+    for q, part in enumerate((b"xxxx", b"xxxx", b"xxx"), start=2):  # ...a raw peer does not
+        p.conn.receive(encode(Frame("data", {"s": sid, "q": q, "fin": q == 4, "k": "b"}, part)), p.now)
     assert p.conn.close[0] == CloseCode.MESSAGE_TOO_LARGE
 
 

@@ -741,6 +741,10 @@ class ServerProtocol:
             return
         if f.t == "open" and f.sid <= s.max_sid and f.sid not in ep.recv:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream ids must increase; {f.sid} after {s.max_sid}")
+        if f.t == "open" and f.sid > s.max_sid + 1:
+            # Consecutive ids keep the retired ids one range per live stream: skipped ids
+            # would each cost a range for the life of the session (memory without a bound).
+            raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"stream ids are consecutive; {f.sid} after {s.max_sid}")
         if f.t != "open" and f.t != "ctx" and f.seq == 1 and f.sid not in ep.recv:
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"{f.t!r} on stream {f.sid}, which was never opened")
         if f.t == "open" and f.seq != 1 and f.sid in ep.recv and f.seq > ep.recv[f.sid]:

@@ -211,3 +211,23 @@ def test_a_stream_the_client_retired_is_not_reported_lost_after_its_ack_was_lost
     assert p.received(sid) == ["chunk"]
     settle(p)
     assert state_sizes(p) == (0, 0)
+
+
+def test_stream_ids_are_consecutive_so_retired_ids_stay_one_range():
+    """Ids with gaps (1, 3, 5, ...) each left a retired range for the life of the session:
+    a client opening streams forever grew the server's memory without a bound."""
+    import random
+
+    from statemodel.stream import protocol as P
+    from statemodel.stream.config import Config
+    from statemodel.stream.errors import CloseCode
+    from statemodel.stream.frames import Frame, encode
+
+    proto = P.ServerProtocol(Config(), random.Random(0))
+    conn = proto.connect(0.0)
+    conn.receive(encode(Frame("hello", {"v": 1})), 0.0)
+    for sid in range(1, 6):
+        conn.receive(encode(Frame("open", {"s": sid, "q": 1, "k": "t"}, b"{}")), 0.0)
+    assert conn.close is None
+    conn.receive(encode(Frame("open", {"s": 7, "q": 1, "k": "t"}, b"{}")), 0.0)
+    assert conn.close is not None and conn.close[0] == CloseCode.PROTOCOL_VIOLATION

@@ -651,7 +651,7 @@ class ServerProtocol:
         if f.t != "hello":
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"first frame must be hello, got {f.t!r}")
         if f.h["v"] != VERSION:
-            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"version {f.h['v']!r} not supported (this server speaks {VERSION})")
+            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"version {str(f.h['v'])[:20]} not supported (this server speaks {VERSION})")
         r = f.h.get("resume")
         lost: dict[int, str] = {}
         reason = None
@@ -1029,7 +1029,7 @@ class ClientProtocol:
         if f.t != "welcome":
             raise ProtocolError(CloseCode.PROTOCOL_VIOLATION, f"expected welcome, got {f.t!r}")
         if f.h.get("v") != VERSION:
-            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"server speaks version {f.h.get('v')!r}")
+            raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"server speaks version {str(f.h.get('v'))[:20]}")
         h = f.h
         outcome, reason, lost = h["outcome"], h.get("reason"), h["lost"]
         if reason is not None and not isinstance(reason, str):

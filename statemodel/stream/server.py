@@ -21,7 +21,7 @@ from . import protocol as P
 from . import websocket
 from .app import App, Request
 from .config import Config
-from .errors import StreamError, describe
+from .errors import StreamError, describe, printable
 from .wslink import Notifier, run_link
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class Server:
                 return  # dropped from the pre-hello budget (counted there)
             if conn.close is not None and conn.close[0] in P.FINAL_BAD_INPUT:
                 self.counters["closed_bad_input"] += 1
-                log.info("connection %d: closed %d for bad input: %s", cid, conn.close[0], conn.close[1])
+                log.info("connection %d: closed %d for bad input: %s", cid, conn.close[0], printable(conn.close[1], 200))
             elif conn.close is not None and conn.close[0] == P.CloseCode.INTERNAL_ERROR:
                 self.counters["closed_internal_error"] += 1
         finally:

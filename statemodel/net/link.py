@@ -8,11 +8,15 @@ endpoints directly; the tcp proxy pumps real sockets into and out of the same pi
 so one implementation gives both backends the same fault semantics.
 
 Per write the cost is a few Python operations per WebSocket frame; payloads are never
-copied except when sliced, and no task is spawned per write.
+copied except when sliced, and no task is spawned per write. A reader waiting for bytes that
+are still in flight sleeps until their delivery time: a write does not wake it just to find
+them not yet due (it moves the reader's deadline instead), and a read that has to wait is not
+also a separate schedule point (one task step per delivery, as with a real socket).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 
@@ -41,7 +45,9 @@ class Pipe:
         self.trace = link.trace
         self.queue: deque[list] = deque()
         self.held: deque = deque()
-        self.lot = trio.lowlevel.ParkingLot()
+        self._reader = trio.lowlevel.ParkingLot()  # the task in read(), waiting for bytes
+        self._read_scope: trio.CancelScope | None = None  # its deadline: the head's delivery time
+        self._writers = trio.lowlevel.ParkingLot()  # tasks in wait_writable()
         self.buffered = 0
         self.scanner = FrameScanner()
         self.last_at = 0.0
@@ -160,6 +166,7 @@ class Pipe:
             t = self.last_at
         self.last_at = t
         q = self.queue
+        was_empty = not q
         rec = self.trace.record_bytes
         if self.slice and n > self.slice:
             step = self.slice
@@ -174,7 +181,8 @@ class Pipe:
             q.append([t, data])
             if rec:
                 self.trace.add(t, self.link.id, self.direction, "deliver", n, "")
-        self.lot.unpark_all()
+        if was_empty:  # otherwise the reader already waits for an earlier entry
+            self._wake_reader()
 
     def _push_marker(self, marker: str) -> None:
         if self.clogged or self.partitioned:
@@ -183,7 +191,7 @@ class Pipe:
             t = max(trio.current_time() + self.latency, self.last_at)
             self.last_at = t
             self.queue.append([t, marker])
-        self.lot.unpark_all()
+        self._wake()
 
     def write_eof(self) -> None:
         """FIN from the writer: delivered after everything already written."""
@@ -204,12 +212,36 @@ class Pipe:
         """Backpressure: wait while more than ``buffer_limit`` bytes are undelivered."""
         limit = self.buffer_limit
         while limit is not None and self.buffered > limit and not (self.aborted or self.broken or self.reader_closed):
-            await self.lot.park()
+            await self._writers.park()
+
+    def _wake(self) -> None:
+        """The pipe's state changed: waiting writers re-check their room, the reader its queue."""
+        if self._writers:
+            self._writers.unpark_all()
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """Wake the reader if it has something to see now; else make it wake at the head's
+        delivery time (moving a deadline costs no task switch, a wakeup does)."""
+        scope = self._read_scope
+        if scope is None:
+            return
+        q = self.queue
+        if q and not (self.aborted or self.reader_closed):
+            at = q[0][0]
+            if at > trio.current_time():
+                if at < scope.deadline:
+                    scope.deadline = at
+                return
+        self._reader.unpark_all()
 
     # -- reading ---------------------------------------------------------------------
 
     async def read(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
+        """The next delivered bytes (b"" at EOF). Like a socket read, one schedule point: a
+        read that waits has had it; one served at once yields once before returning."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             if self.reader_closed:
                 raise trio.ClosedResourceError("this end of the stream was closed")
@@ -220,34 +252,44 @@ class Pipe:
                 entry = q[0]
                 at, item = entry
                 if at <= trio.current_time():
-                    if item is EOF:
-                        return b""
                     if item is ABORT:
                         self.aborted = True
                         self.queue.clear()
                         continue
-                    n = len(item)
-                    if max_bytes is None or n <= max_bytes:
-                        q.popleft()
+                    if item is EOF:
+                        data = b""
+                    else:
+                        n = len(item)
+                        if max_bytes is None or n <= max_bytes:
+                            q.popleft()
+                            data = item if isinstance(item, bytes) else bytes(item)
+                        else:
+                            view = item if isinstance(item, memoryview) else memoryview(item)
+                            entry[1] = view[max_bytes:]  # a view: small reads of a big write stay O(n)
+                            data = bytes(view[:max_bytes])
+                            n = max_bytes
                         self.buffered -= n
-                        self.lot.unpark_all()
-                        return item if isinstance(item, bytes) else bytes(item)
-                    view = item if isinstance(item, memoryview) else memoryview(item)
-                    entry[1] = view[max_bytes:]  # a view: small reads of a big write stay O(n)
-                    self.buffered -= max_bytes
-                    self.lot.unpark_all()
-                    return bytes(view[:max_bytes])
-                with trio.move_on_at(at):
-                    await self.lot.park()
+                        if self._writers:
+                            self._writers.unpark_all()
+                    if not waited:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    return data
             else:
-                await self.lot.park()
+                at = math.inf
+            scope = self._read_scope = trio.CancelScope(deadline=at)
+            try:
+                with scope:
+                    await self._reader.park()
+            finally:
+                self._read_scope = None
+            waited = True
 
     def close_reader(self) -> None:
         self.reader_closed = True
         self.queue.clear()
         self.held.clear()
         self.buffered = 0
-        self.lot.unpark_all()
+        self._wake()
 
     # -- faults ----------------------------------------------------------------------
 
@@ -258,7 +300,7 @@ class Pipe:
         self.queue.clear()
         self.held.clear()
         self.buffered = 0
-        self.lot.unpark_all()
+        self._wake()
 
     def apply(self, fault: F.Fault) -> None:
         if isinstance(fault, F.Latency):
@@ -288,7 +330,7 @@ class Pipe:
             self.queue.clear()
             self.held.clear()
             self.buffered = 0
-            self.lot.unpark_all()
+            self._wake()
         else:  # pragma: no cover - Link.apply routes the rest
             raise ValueError(f"{fault!r} is not a per-direction fault")
 
@@ -312,7 +354,7 @@ class Pipe:
             self.queue.append([t, item])
             if not isinstance(item, str):
                 self._note("release", len(item), "", now)
-        self.lot.unpark_all()
+        self._wake()
 
 
 class Link:
@@ -344,7 +386,7 @@ class Link:
                 pipe.broken = True
                 pipe.held.clear()
                 pipe.queue.append([pipe.last_at, ABORT])
-                pipe.lot.unpark_all()
+                pipe._wake()
             else:
                 pipe.kill()
         self.done = True
@@ -358,7 +400,7 @@ class Link:
                 if not pipe.eof_written:
                     pipe.write_eof()
                 pipe.broken = True
-                pipe.lot.unpark_all()
+                pipe._wake()
             self.done = True
         elif isinstance(fault, F.Heal):
             self.c2s.heal()

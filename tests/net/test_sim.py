@@ -508,3 +508,52 @@ def test_drop_during_handshake_named_for_a_live_link_still_arms_the_next_one():
             await doomed.receive_some()
 
     run(main)
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the task steps of one named task (a wakeup is a task step)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def before_task_step(self, task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+
+
+def test_a_reader_wakes_once_per_delivery_not_per_write():
+    """Bytes in flight do not wake the reader early: each write only moves its deadline, so a
+    reader waiting through 20 writes spread over 5 ms of latency runs once per delivery (a
+    wakeup per write to find nothing due cost the sim a task switch per frame)."""
+
+    async def main():
+        net = SimNetwork(0)
+        net.apply(F.Latency(seconds=0.005))
+        got, steps = [], _TaskSteps("reader")
+        listener = net.listener()
+        async with trio.open_nursery() as nursery:
+            client = await net.connect()
+            server = await listener.accept()
+
+            async def reader():
+                while len(got) < 2:
+                    data = await server.receive_some(1000)
+                    got.append((trio.current_time(), data))
+
+            trio.lowlevel.add_instrument(steps)
+            nursery.start_soon(reader, name="reader")
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(20):
+                await client.send_all(b"x")
+                await trio.sleep(0.0001)
+            with trio.fail_after(1):
+                while len(got) < 2:
+                    await trio.sleep(0.001)
+            nursery.cancel_scope.cancel()
+        return got, steps.steps
+
+    got, steps = run(main)
+    assert [round(t, 6) for t, _ in got] == [0.005, 0.0051]  # one byte per delivery, in order
+    # its first step (to the wait), then one wakeup per delivered read: none for the 20 writes
+    assert steps == 3, steps

@@ -1,7 +1,7 @@
 """Trio bridge: a Hypothesis ``RuleBasedStateMachine`` whose rules can await trio code.
 
-Each machine instance owns one ``trio.run`` on ``MockClock(autojump_threshold=0)``, running
-inside its own greenlet. Between rules the greenlet is parked in the middle of a trio task
+Each machine instance owns one ``trio.run`` on a :class:`VirtualClock` (virtual time that
+jumps to the next deadline whenever every task is blocked), running inside its own greenlet. Between rules the greenlet is parked in the middle of a trio task
 step, so the whole run is frozen: no task runs and virtual time does not move. A rule calls
 ``self.run(async_fn, *args)``, which switches into the loop, awaits the job inside the
 machine's nursery context, and switches back with the result: two greenlet switches per call,
@@ -35,7 +35,6 @@ from typing import Any, TypeVar
 
 import greenlet
 import trio
-import trio.testing
 from hypothesis.stateful import RuleBasedStateMachine
 
 # trio keeps "which run is active in this thread" in a thread-local, and greenlets share the
@@ -44,7 +43,7 @@ from hypothesis.stateful import RuleBasedStateMachine
 # machines can live in one thread: each job runs against its own run, clock and hooks.
 from trio._core._run_context import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
 
-__all__ = ["BridgeClosed", "JobTimeout", "TrioStateMachine"]
+__all__ = ["BridgeClosed", "JobTimeout", "TrioStateMachine", "VirtualClock"]
 
 T = TypeVar("T")
 
@@ -52,6 +51,45 @@ T = TypeVar("T")
 _OK, _ERR, _TIMEOUT, _ENDED = range(4)
 
 _local = threading.local()
+
+
+class VirtualClock(trio.abc.Clock):
+    """Virtual time that stands still while any task can run and jumps to the next deadline
+    as soon as none can: ``MockClock(autojump_threshold=0)`` semantics (tasks blocked in
+    ``wait_all_tasks_blocked`` still go first), one scheduler pass cheaper per jump.
+
+    MockClock notices "everyone is blocked" only after an empty pass and jumps at its end;
+    trio asks this clock how long to sleep exactly when no task is runnable, so it jumps
+    right there and the woken tasks run in the next pass. A StreamMachine spent about one
+    pass in six on those empty passes. Reading it is an attribute read, not a real-clock read.
+    """
+
+    def __init__(self) -> None:
+        self._now = 0.0
+
+    def __repr__(self) -> str:
+        return f"<VirtualClock, time={self._now:.7f}>"
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        if deadline <= self._now:
+            return 0.0
+        runner = getattr(_RUN_CONTEXT, "runner", None)
+        if deadline == math.inf or (runner is not None and runner.waiting_for_idle):
+            return 999999999.0  # nothing to jump to, or idle waiters first (trio caps the wait)
+        self._now = deadline
+        return 0.0
+
+    def jump(self, seconds: float) -> None:
+        """Advance by hand (as ``MockClock.jump``)."""
+        if seconds < 0:
+            raise ValueError("time can't go backwards")
+        self._now += seconds
 
 
 class JobTimeout(Exception):
@@ -101,7 +139,7 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
 
     #: Virtual seconds a single job may take before :class:`JobTimeout`.
     job_timeout: float = 600.0
-    #: Run on the real clock instead of ``MockClock``: for machines doing real I/O (sockets),
+    #: Run on the real clock instead of the virtual one: for machines doing real I/O (sockets),
     #: where autojump would skip the waits for the kernel. ``self.clock`` is None then, and
     #: the default job bound is ``real_job_timeout`` real seconds (a hang must end soon).
     real_time: bool = False
@@ -110,7 +148,7 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
     def __init__(self) -> None:
         super().__init__()
         self.nursery: trio.Nursery | None = None
-        self.clock = None if self.real_time else trio.testing.MockClock(autojump_threshold=0)
+        self.clock = None if self.real_time else VirtualClock()
         self._default_timeout = min(self.job_timeout, self.real_job_timeout) if self.real_time else self.job_timeout
         self._timed_out_at = 0.0  # trio time when the last job overran (for the message)
         self._ended_error: BaseException | None = None  # background failure, once the loop died

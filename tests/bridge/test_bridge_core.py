@@ -10,6 +10,7 @@ import traceback
 import greenlet
 import pytest
 import trio
+import trio.testing
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
@@ -220,6 +221,58 @@ def test_background_crash_fails_the_hypothesis_run() -> None:
         run_state_machine_as_test(CrashesInBackground, settings=FAST)
     notes = "\n".join(getattr(info.value, "__notes__", []))
     assert "state.spawn_crash()" in notes
+
+
+class _Passes(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+
+def test_the_clock_jumps_in_the_pass_that_finds_every_task_blocked() -> None:
+    """Ten sleeps, each a jump: MockClock(autojump_threshold=0) spends an empty scheduler pass
+    before each jump (twenty passes); the bridge's clock jumps in the pass itself."""
+    m = Plain()
+    passes = _Passes()
+
+    async def ten_sleeps() -> None:
+        trio.lowlevel.add_instrument(passes)
+        for _ in range(10):
+            await trio.sleep(1)
+        trio.lowlevel.remove_instrument(passes)
+
+    try:
+        m.run(ten_sleeps)
+        assert m.clock.current_time() == 10
+        assert passes.passes == 10
+    finally:
+        _ends(m)
+
+
+def test_tasks_waiting_for_idle_run_before_the_clock_jumps() -> None:
+    """``wait_all_tasks_blocked`` keeps MockClock's priority: its waiters wake first, at the
+    time everything blocked, and the clock jumps only once they block too."""
+    m = Plain()
+
+    async def job() -> list[tuple[str, float]]:
+        seen = []
+
+        async def idle_waiter() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            seen.append(("idle", trio.current_time()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(idle_waiter)
+            await trio.sleep(5)
+            seen.append(("slept", trio.current_time()))
+        return seen
+
+    try:
+        assert m.run(job) == [("idle", 0.0), ("slept", 5.0)]
+    finally:
+        _ends(m)
 
 
 # ----- deadlocks and timeouts ------------------------------------------------------------

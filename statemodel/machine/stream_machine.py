@@ -44,8 +44,8 @@ STEP = 0.007
 
 CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
 REAL_FAULTED_CONNECT_WAIT = 0.1  # real seconds, while a fault is in force (tcp, netns)
-SETTLE_POLL = 0.02  # how often settle looks whether the system is quiet
-REAL_POLL = 0.005  # the same on the real clock (tcp, netns), where every waited ms is paid for
+SETTLE_POLL = 0.02  # how often settle looks at the clients' context (which moves with no event the machine sees)
+REAL_POLL = 0.005  # how often waits on the real clock (tcp, netns) look again: every waited ms is paid for
 
 
 async def _current_time() -> float:
@@ -149,6 +149,7 @@ class StreamMachine(TrioStateMachine):
         self.last_rule: str | None = None
         self.faulted = False  # a drop or degrade was applied since the last heal
         self._trace_seen = 0
+        self._progress: trio.Event | None = None  # set by the observers while settle waits
         self.recorder = None
         if self.options.record:
             from statemodel.record import Recorder
@@ -293,6 +294,7 @@ class StreamMachine(TrioStateMachine):
                         self.model.recovered_reported(handle.index, status.lost)
             except InvariantViolation as exc:
                 self._violation(exc)
+            self._moved()
 
     def _expire_if_long_down(self, handle: SessionHandle) -> None:
         """Cut off, a client's session may expire or lose replay data: allow a reset.
@@ -373,6 +375,7 @@ class StreamMachine(TrioStateMachine):
                 except InvariantViolation as exc:
                     self._violation(exc)
                     return
+                self._moved()
                 continue
             self._note(lane, "outcome", f"stream {handle.key[1]}: {outcome[0]}({outcome[1] or ''})")
             event(f"stream outcome: {outcome[0]}")
@@ -380,6 +383,7 @@ class StreamMachine(TrioStateMachine):
                 self.model.terminal(handle.key, *outcome)
             except InvariantViolation as exc:
                 self._violation(exc)
+            self._moved()
             return
 
     def _command(self, handle: StreamHandle, command: dict) -> None:
@@ -526,7 +530,7 @@ class StreamMachine(TrioStateMachine):
 
         # real seconds are paid for: with nothing owed and everyone connected, more only sends heartbeats
         await pass_time(trio.current_time() + seconds, REAL_POLL if self.real_time else 1.0,
-                        done=lambda: self.real_time and self._quiet(), each=expire)
+                        done=lambda: self.real_time and self._unsettled() is None, each=expire)
 
     @not_again("outage")
     @rule(seconds=st.sampled_from([25.0, 4.0, 45.0]))  # shrinks towards 25 s: past eviction age (sim)
@@ -691,10 +695,19 @@ class StreamMachine(TrioStateMachine):
         start = trio.current_time()
         deadline = start + bound
         while trio.current_time() < deadline:
-            if self._quiet():
+            waiting_for = self._unsettled()
+            if waiting_for is None:
                 self._note("net", "recovery", {"seconds": trio.current_time() - start})
                 return
-            await trio.sleep(REAL_POLL if self.real_time else SETTLE_POLL)
+            if waiting_for == "context":
+                await trio.sleep(REAL_POLL if self.real_time else SETTLE_POLL)
+                continue
+            # Everything else moves only when an observer reports to the model: wake then,
+            # not every few virtual milliseconds (a poll was two scheduler passes each).
+            self._progress = trio.Event()
+            with trio.move_on_at(deadline):
+                await self._progress.wait()
+            self._progress = None
         for s in self.handles:
             if s.client is not None and not self.model.sessions[s.index].status.connected:
                 self._violation(
@@ -706,19 +719,29 @@ class StreamMachine(TrioStateMachine):
                     )
                 )
 
-    def _quiet(self) -> bool:
-        """Everyone connected, every stream delivered and ended as asked, context propagated."""
+    def _moved(self) -> None:
+        """An observer told the model something (status, chunk, outcome): settle looks again."""
+        if self._progress is not None:
+            self._progress.set()
+
+    def _unsettled(self) -> str | None:
+        """None once everyone is connected with every status event read, every stream
+        delivered and ended as asked and context propagated; else what is still awaited."""
         for s in self.handles:
             if s.client is None:
                 continue
             if not self.model.sessions[s.index].status.connected:
-                return False
-            if not self.model.context_settled(s.index, s.client.context):
-                return False
+                return "connection"
+            stats = getattr(s.client.status, "statistics", None)
+            if stats is not None and stats().current_buffer_used:
+                return "status events"  # e.g. a Resumed right behind its Connected
         for st_ in self.model.streams.values():
             if st_.outcome is None and (st_.pending or st_.terminal_requested):
-                return False
-        return True
+                return "streams"
+        for s in self.handles:
+            if s.client is not None and not self.model.context_settled(s.index, s.client.context):
+                return "context"
+        return None
 
     # ---- invariants ------------------------------------------------------------------------
     def _raise_violation(self) -> None:

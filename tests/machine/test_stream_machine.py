@@ -43,3 +43,24 @@ def test_a_second_connection_with_the_real_token_is_fenced_both_ways():
     assert SUPERSEDED_CODE in state.handles[0].closes
     with pytest.raises(InvariantViolation, match="a newer connection fences the older one"):
         program(machine_class(MachineOptions(mutants=frozenset({"no_fencing"}))))
+
+
+def test_settle_ends_when_the_last_observation_makes_the_system_quiet():
+    """settle wakes on what the observers report (statuses, chunks, outcomes), not on a poll:
+    it ends at the virtual instant the client's resume is reported and the stream is
+    delivered, not at the next tick of a 20 ms poll (every tick cost two scheduler passes)."""
+    from statemodel.net.faults import Abort
+
+    state = machine_class(MachineOptions(record=True))()
+    try:
+        state.boot(seed=0, chunks=[{"kind": "bytes", "seed": 1, "size": 40_000}], context=None)
+        state.drop(session=0, fault=Abort())
+        state.settle()
+        events = [e for e in state.recorder.steps[-1]["events"]]
+    finally:
+        state.teardown()
+    recovery = [e for e in events if e["kind"] == "recovery"]
+    observed = [e for e in events if e["kind"] in ("status", "chunk", "outcome")]
+    assert recovery and observed, events
+    assert recovery[0]["detail"]["seconds"] > 0  # it did wait for the reconnect
+    assert recovery[0]["t"] == observed[-1]["t"]

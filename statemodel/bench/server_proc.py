@@ -31,13 +31,11 @@ def unmemoized_app():
 
     The memo exists for the tester, whose model derives the same chunks as the app in one
     process. A server process alone never re-derives a chunk (a resume replays the buffer,
-    it does not re-run the app), so the memo has no hits here and would only keep the last
-    32 chunks resident: 64 MiB of app data for 2 MiB responses, which is not the stream's
-    memory."""
+    it does not re-run the app), so the memo has no hits here and would only keep recent
+    chunks resident (up to 40 MiB of app data), which is not the stream's memory."""
     from statemodel.stream import testapp
 
-    for name in ("blob", "text"):
-        setattr(testapp, name, getattr(getattr(testapp, name), "__wrapped__", getattr(testapp, name)))
+    testapp.set_memo(0, 0)
     return testapp.script_app
 
 

@@ -165,7 +165,7 @@ def extract_failures(exc: BaseException) -> list[tuple[BaseException, str, tuple
         notes = list(getattr(e, "__notes__", []) or [])
         program = program_from_notes(notes)
         if program is not None:
-            out.append((e, program, blob_from_notes(notes + inherited)))
+            out.append((_original(e), program, blob_from_notes(notes + inherited)))
             return True
         if isinstance(e, BaseExceptionGroup):
             hit = False
@@ -176,6 +176,20 @@ def extract_failures(exc: BaseException) -> list[tuple[BaseException, str, tuple
 
     visit(exc, [])
     return out
+
+
+def _original(exc: BaseException) -> BaseException:
+    """What failed, even when Hypothesis could not replay it: a ``FlakyFailure`` names only
+    itself ("produces unreliable results"); the error it holds is the finding."""
+    from hypothesis.errors import Flaky
+
+    if isinstance(exc, Flaky) and isinstance(exc, BaseExceptionGroup):
+        leaves = unreplayable_failures(exc)
+        if leaves:
+            leaf = leaves[0][0]
+            leaf.add_note(f"(Hypothesis could not replay this failure: {str(exc).splitlines()[0]})")
+            return leaf
+    return exc
 
 
 def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, None]]:

@@ -45,6 +45,7 @@ def test_a_failure_hypothesis_could_not_replay_is_still_reported_as_a_failure() 
     from hypothesis.errors import FlakyFailure, FlakyStrategyDefinition
 
     from statemodel.fuzz.runner import extract_failures, unreplayable_failures
+    from statemodel.report.program import FAILING_PREFIX
 
     original = ValueError("`seconds` must be non-negative")
     flaky = FlakyFailure("Inconsistent results from replaying a test case!",
@@ -52,3 +53,9 @@ def test_a_failure_hypothesis_could_not_replay_is_still_reported_as_a_failure() 
     assert extract_failures(flaky) == []  # no printed program to find
     assert unreplayable_failures(flaky) == [(original, "", None)]
     assert unreplayable_failures(RuntimeError("infrastructure")) == []
+    # with a printed program (the first ws:// run): the failure is the error it holds
+    noted = FlakyFailure("Hypothesis run_state_machine produces unreliable results", [KeyError("k")])
+    for line in (FAILING_PREFIX, "state = StreamMachine_tcp()", "state.teardown()"):
+        noted.add_note(line)
+    [(error, program, _)] = extract_failures(noted)
+    assert isinstance(error, KeyError) and program.endswith("state.teardown()")

@@ -12,69 +12,25 @@ the sim network in `HostileMachine` and on real sockets in `statemodel soak`.
 
 from __future__ import annotations
 
+import functools
 import json
-import random
 import struct
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 import trio
 
-from statemodel.stream.config import Config
 from statemodel.stream.errors import CloseCode as C
 from statemodel.stream.errors import ProtocolError
 
-from .peer import Dial, PeerClosed, RawPeer, open_peer, raw_frame, trickle
+from .floods import PREHELLO_KINDS, never_reading, partial_flood, prehello_flood
+from .grammar import AboveLimit, Deep, HostileFrame, Obj, Raw, render
+from .peer import PeerClosed, RawPeer, open_peer, raw_frame, trickle
+from .probes import WS_GARBAGE, command_probe, frame_probe, resume_probe, ws_probe
+from .verdict import DROPPED, TIMEOUT, TRANSPORT, AttackContext, Limits, Verdict
 
-DROPPED = "dropped"  # the server closed the transport without a WebSocket close code
-TIMEOUT = "timeout"  # nothing happened within the attack's bound
-TRANSPORT = "transport_error"  # dial or send failed at the transport level
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an attack needs to know about the server (defaults: PROTOCOL.md §9)."""
-
-    handshake_timeout: float = 10.0
-    dead_after: float = 15.0
-    max_frame_size: int = 1 << 20
-    ws_max_message_size: int = (1 << 20) + (64 << 10)
-    max_sessions: int = 10_000
-    max_streams_per_session: int = 256
-
-    @classmethod
-    def of(cls, config: Config) -> "Limits":
-        return cls(config.handshake_timeout, config.dead_after, config.max_frame_size,
-                   config.ws_max_message_size, config.max_sessions, config.max_streams_per_session)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    attack: str
-    expected: tuple[Any, ...]
-    observed: Any
-    breach: str | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.breach is None and self.observed in self.expected
-
-    def __str__(self) -> str:
-        want = "|".join(map(str, self.expected))
-        tail = f" BREACH: {self.breach}" if self.breach else ""
-        return f"{self.attack}: expected {want}, observed {self.observed}{tail} {self.detail}".rstrip()
-
-
-@dataclass
-class AttackContext:
-    dial: Dial
-    limits: Limits = Limits()
-    timeout: float = 5.0  # bound on each network await of an attack
-    victims: Callable[[], list[str]] = list  # session ids of honest sessions (not secret)
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
-
+__all__ = ["ATTACKS", "QUICK", "SLOW", "AttackContext", "Limits", "Verdict", "DROPPED", "TIMEOUT", "TRANSPORT", "run_attack"]
 
 Attack = Callable[[AttackContext], Awaitable[Verdict]]
 
@@ -371,16 +327,74 @@ async def session_flood(ctx, sessions_now: int = 0, cap: int = 512):
                 await p.close()
 
 
+# ---- drawn from the grammar: the instances that once broke the reference (issue 12) ------
+def _command(name: str, command: Obj) -> Attack:
+    async def attack(ctx):
+        return replace(await command_probe(ctx, command), attack=name)
+    attack.__name__ = name
+    attack.__doc__ = f"App command {render(command, Limits())[:60]}: a sequenced end/error, the connection lives."
+    return attack
+
+
+def _frame(name: str, phase: str, header: Obj) -> Attack:
+    async def attack(ctx):
+        return replace(await frame_probe(ctx, phase, HostileFrame(header)), attack=name)
+    attack.__name__ = name
+    attack.__doc__ = f"{phase}: {render(header, Limits())[:60]}: taken, or a documented close code; never a crash."
+    return attack
+
+
+def _ws(kind: str) -> Attack:
+    async def attack(ctx):
+        return await ws_probe(ctx, kind)
+    attack.__name__ = f"ws_{kind}"
+    attack.__doc__ = f"WebSocket-layer garbage ({kind}): the RFC close code, and the session ends."
+    return attack
+
+
+async def rejected_resume(ctx):
+    """A resume whose recv acks stream 1 and a stream never sent: refused, it changes nothing."""
+    return await resume_probe(ctx, Obj((("1", 1), ("99", 5))))
+
+
+GRAMMAR_ATTACKS: tuple[Attack, ...] = (
+    _command("fail_reason_surrogate", Obj((("op", "fail"), ("reason", "\ud800")))),
+    _command("context_key_surrogate", Obj((("op", "set_context"), ("key", "\ud800"), ("value", 1)))),
+    _command("echo_surrogate", Obj((("op", "echo"), ("data", "x\ud800")))),
+    _command("message_above_limit", Obj((("op", "emit"), ("chunks", [Obj((("kind", "bytes"), ("seed", 1),
+                                                                            ("size", AboveLimit())))])))),
+    _frame("deep_nesting", "established", Obj((("t", "ack"), ("a", Deep(20_000))))),
+    _frame("non_ascii_digit_key", "stream", Obj((("t", "ack"), ("a", Obj((("²", 1),)))))),
+    _frame("huge_seq", "stream", Obj((("t", "data"), ("s", 1), ("q", Raw("9" * 5000)), ("fin", True), ("k", "t")))),
+    _frame("unknown_fields", "established", Obj((("t", "ping"), ("a", Obj(())), ("x", Deep(3, "{"))))),
+    rejected_resume,
+    *(_ws(kind) for kind in WS_GARBAGE),
+)
+RESOURCE_ATTACKS: tuple[Attack, ...] = (
+    partial_flood, never_reading,
+    *(functools.partial(prehello_flood, kind=kind) for kind in PREHELLO_KINDS),
+)
+
+
+def _name(attack) -> str:
+    if isinstance(attack, functools.partial):
+        return f"prehello_{attack.keywords['kind']}"
+    return attack.__name__
+
+
 ATTACKS: dict[str, Attack] = {
-    f.__name__: f
+    _name(f): f
     for f in (text_message, truncated_frame, header_overrun, header_not_object, unknown_type, wrong_version,
               frame_before_hello, oversized_frame, oversized_ws_message, ack_beyond_sent, sequence_gap,
               resume_recv_beyond_sent, forged_token, stolen_token, replay_old_frames, resume_storm,
-              slowloris, silent_after_upgrade, garbage_handshake, never_acks, too_many_streams, session_flood)
+              slowloris, silent_after_upgrade, garbage_handshake, never_acks, too_many_streams, session_flood,
+              *GRAMMAR_ATTACKS, *RESOURCE_ATTACKS)
 }
+#: Attacks that hold connections or memory for seconds (or many at once): run now and then.
+SLOW = ("slowloris", "silent_after_upgrade", "garbage_handshake", "never_acks", "session_flood",
+        "partial_flood", "never_reading", *(f"prehello_{k}" for k in PREHELLO_KINDS))
 #: Attacks cheap enough to run every few seconds on real time (no long holds, no floods).
-QUICK = tuple(n for n in ATTACKS if n not in ("slowloris", "silent_after_upgrade", "garbage_handshake",
-                                              "never_acks", "session_flood"))
+QUICK = tuple(n for n in ATTACKS if n not in SLOW)
 
 
 async def run_attack(name: str, ctx: AttackContext, **kwargs: Any) -> Verdict:

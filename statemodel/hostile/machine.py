@@ -6,21 +6,33 @@ model after every step. The hostile peers reach the server through a *second* si
 (`HostileTarget.hostile_net`): the honest side's faults never touch them, so every attack's
 close code can be checked exactly, while they still share the server, its session table
 and its memory budgets with the honest sessions.
+
+Hostile input comes from a grammar (`grammar.py`: frames at every phase, app commands,
+resume positions, WebSocket-layer garbage) as well as from the named attacks; resource
+attacks (never-reading sessions, partial-message floods, pre-hello floods) run beside.
+After every step, besides the honest invariants: the server process is alive (no input
+ends it), nothing logged a traceback, memory is within its documented bounds, connections
+are released, and an honest probe session on the attackers' network gets its small
+requests answered within the documented latency bound (`fairness.LatencyProbe`).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import random
 from dataclasses import replace
 
 import trio
 from hypothesis import event as hypothesis_event, strategies as st
 from hypothesis.control import currently_in_test_context
-from hypothesis.stateful import invariant, precondition, rule
+from hypothesis.stateful import RULE_MARKER, invariant, precondition, rule
 
+from statemodel.hostile import bounds, grammar
 from statemodel.hostile.attacks import ATTACKS, NEVER_ACKS_CHUNK, AttackContext, Limits, Verdict, run_attack
+from statemodel.hostile.fairness import LatencyProbe
+from statemodel.hostile.floods import PREHELLO_KINDS, partial_flood, prehello_flood
+from statemodel.hostile.probes import WS_GARBAGE, command_probe, frame_probe, resume_probe, ws_probe
+from statemodel.machine.logwatch import TracebackWatch
 from statemodel.machine.options import MachineOptions
 from statemodel.machine.stream_machine import STEP, StreamMachine, recorded
 from statemodel.model import InvariantViolation
@@ -32,15 +44,19 @@ from statemodel.target.reference import SIM_CONFIG, ReferenceTarget
 
 #: Tight limits so the machine reaches every one of them in a few steps.
 HOSTILE_CONFIG = replace(SIM_CONFIG, max_sessions=16, max_streams_per_session=6, max_frame_size=64 << 10)
-#: Attacks that finish within one step; the long ones have rules of their own.
-STEP_ATTACKS = tuple(n for n in ATTACKS if n not in ("never_acks", "session_flood"))
-MAX_SILENT_PEERS = 2
+#: Attacks that finish within one step; the long ones and the floods have rules of their own.
+STEP_ATTACKS = tuple(n for n in ATTACKS if n not in ("never_acks", "session_flood", "never_reading", "partial_flood")
+                     and not n.startswith("prehello_"))
 
 
 def event(label: str) -> None:
     """Hypothesis statistics label; a no-op when a printed program runs as plain Python."""
     if currently_in_test_context():
         hypothesis_event(label)
+
+
+async def _named(ctx: AttackContext, name: str, **kwargs) -> Verdict:
+    return await run_attack(name, ctx, **kwargs)
 
 
 class HostileTarget(ReferenceTarget):
@@ -50,9 +66,11 @@ class HostileTarget(ReferenceTarget):
         super().__init__(options, seed)
         self.config = replace(HOSTILE_CONFIG, mutants=frozenset(options.mutants))
         self.hostile_net = SimNetwork(seed + 1, record_bytes=False)
+        self.crash: BaseException | None = None  # what ended the server's task, if anything did
 
     async def _start_server(self) -> None:
         self.server = Server(script_app, self.config, rng=random.Random(self.seed * 1009 + self.generation))
+        self._servers.append(self.server)
         scope, stopped = trio.CancelScope(), trio.Event()
         server = self.server
 
@@ -63,6 +81,8 @@ class HostileTarget(ReferenceTarget):
                         await nursery.start(server.serve, self.net.listener())
                         await nursery.start(server.serve, self.hostile_net.listener())
                         task_status.started()
+            except Exception as exc:  # noqa: BLE001 - a real process would have exited: judged by the machine
+                self.crash = exc
             finally:
                 stopped.set()
 
@@ -70,24 +90,19 @@ class HostileTarget(ReferenceTarget):
         await self._nursery.start(serve)
 
     def check_bounds(self, largest_message: int) -> None:
-        """Hostile peers ask for messages too: a producer may push one of those whole."""
+        """Hostile peers ask for messages too: a producer may push one of those whole. Partial
+        inbound messages (fragments without ``fin``) are bounded per session too."""
         super().check_bounds(max(largest_message, NEVER_ACKS_CHUNK))
+        held, limit = bounds.held(self.server), bounds.partial_bytes(self.config)
+        if held["partial_bytes_max_session"] > limit:
+            raise InvariantViolation(
+                "memory within bounds", "server", f"at most {limit} bytes of unfinished messages per session",
+                f"{held['partial_bytes_max_session']} bytes in one session ({held['partial_bytes']} in all)")
 
     async def restart_server(self) -> None:
         for link in self.hostile_net.links:
             self.hostile_net.apply(F.Abort(), link)
         await super().restart_server()
-
-
-class _HandlerCrashes(logging.Handler):
-    """The server logs (and survives) a crashing connection handler; the machine fails on it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 class HostileMachine(StreamMachine):
@@ -97,18 +112,36 @@ class HostileMachine(StreamMachine):
         super().__init__()
         self.verdicts: list[Verdict] = []
         self.silent_peers = 0
-        self.crashes = _HandlerCrashes()
-        logging.getLogger("statemodel.stream.server").addHandler(self.crashes)
+        self.probe: LatencyProbe | None = None
+        self.tracebacks = TracebackWatch().attach()
+
+    @classmethod
+    def focused(cls, *rules: str) -> type["HostileMachine"]:
+        """This machine with only ``rules`` (plus ``boot`` and every invariant): a hunt
+        aimed at one class of defect finds and shrinks it in a few examples."""
+        names = {name for name in dir(cls) if getattr(getattr(cls, name), RULE_MARKER, None) is not None}
+        unknown = set(rules) - names
+        if unknown:
+            raise ValueError(f"no such rules: {sorted(unknown)}; rules are {sorted(names)}")
+        hidden = {name: None for name in names - set(rules)}
+        return type(f"{cls.__name__}Only_{'_'.join(rules)}", (cls,), hidden)
 
     def build_target(self, seed: int) -> "HostileTarget":
         self.attack_rng = random.Random(seed * 7 + 1)
         return HostileTarget(self.options, seed)
 
+    async def _boot(self, seed: int) -> None:
+        await super()._boot(seed)
+        target = self.target
+        self.probe = LatencyProbe(target.hostile_net.connect, target.config, random.Random(seed * 13 + 5),
+                                  epoch=lambda: target.generation)
+        await self.nursery.start(self.probe.run)
+
     def teardown(self) -> None:
         try:
             super().teardown()
         finally:
-            logging.getLogger("statemodel.stream.server").removeHandler(self.crashes)
+            self.tracebacks.detach()
 
     def _context(self) -> AttackContext:
         return AttackContext(self.target.hostile_net.connect, Limits.of(self.target.config), timeout=5.0,
@@ -119,11 +152,25 @@ class HostileMachine(StreamMachine):
         """A breach always fails; a wrong answer fails unless a server restart cut the attack short."""
         self._note("net", "attack", str(verdict))
         event(f"attack {verdict.attack}: {'ok' if verdict.ok else verdict.observed}")
+        self._check_alive()
         if verdict.breach or (not verdict.ok and generation == self.target.generation):
             self._violation(InvariantViolation(
                 "hostile input gets its documented answer and breaks nothing", f"attack {verdict.attack}",
                 "|".join(map(str, verdict.expected)) or "a documented answer",
                 f"{verdict.observed} {verdict.breach or ''} {verdict.detail}".strip()))
+
+    def _check_alive(self) -> None:
+        crash = self.target.crash if self.target is not None else None
+        if crash is not None:
+            self._violation(InvariantViolation(
+                "no input ends the server process", "server", "the server keeps serving every session",
+                f"its task died: {crash!r}"))
+
+    def _attack(self, fn, *args, **kwargs) -> None:
+        """Run ``fn(context, *args, **kwargs)`` as one step and judge its verdict."""
+        generation = self.target.generation
+        self._judge(self._step(functools.partial(fn, self._context(), *args, **kwargs)), generation)
+        self._raise_violation()
 
     # ---- hostile rules ---------------------------------------------------------------------
     @precondition(lambda self: self.model is not None)
@@ -131,28 +178,100 @@ class HostileMachine(StreamMachine):
     @recorded
     def attack(self, name: str) -> None:
         """One hostile peer misbehaves once (its own connections, same server)."""
-        generation = self.target.generation
-        self._judge(self._step(run_attack, name, self._context()), generation)
-        self._raise_violation()
+        self._attack(_named, name)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(probe=grammar.hostile_frames)
+    @recorded
+    def hostile_frame(self, probe) -> None:
+        """A frame from the grammar at some phase: taken, or a documented close code."""
+        phase, frame, ws_ping = probe
+        event(f"hostile_frame: {phase} {frame.type}")
+        self._attack(frame_probe, phase, frame, ws_ping)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(command=grammar.commands)
+    @recorded
+    def hostile_command(self, command) -> None:
+        """An app command from the grammar: its stream ends with end/error, nothing else."""
+        self._attack(command_probe, command)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(recv=grammar.seq_maps)
+    @recorded
+    def hostile_resume(self, recv) -> None:
+        """A resume of a hostile peer's own session with a drawn ``recv``: refused, it changes nothing."""
+        self._attack(resume_probe, recv)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(kind=st.sampled_from(sorted(WS_GARBAGE)), phase=st.sampled_from(("established", "pre_hello")))
+    @recorded
+    def ws_garbage(self, kind: str, phase: str) -> None:
+        """WebSocket-layer garbage: the RFC close code, and the session ends."""
+        self._attack(ws_probe, kind, phase)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(streams=st.sampled_from((1, 4, 16)), per_stream=st.sampled_from((4 << 10, 256 << 10, 4 << 20)))
+    @recorded
+    def partial_flood(self, streams: int, per_stream: int) -> None:
+        """Fragments of one message on each of many streams, never a ``fin``; then gone.
+        Whatever the server took must stay within its per-session bound (checked every step)."""
+        self._attack(partial_flood, streams, per_stream)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(kind=st.sampled_from(PREHELLO_KINDS), count=st.sampled_from((64, 8)))
+    @recorded
+    def prehello_flood(self, kind: str, count: int) -> None:
+        """Many connections that never get to hello at once. Each must be released by the
+        handshake timeout (at once if the peer left); the budget, if documented, holds."""
+        self._attack(self._prehello, kind, count)
+
+    async def _prehello(self, ctx: AttackContext, kind: str, count: int) -> Verdict:
+        budget, most = bounds.prehello_connections(self.target.config), 0
+        baseline = self.target.server.stats()["connections"]
+
+        async def watch():
+            nonlocal most
+            while True:
+                most = max(most, self.target.server.stats()["connections"] - baseline)
+                await trio.sleep(STEP)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            verdict = await prehello_flood(ctx, count, kind)
+            if kind == "half_upgrade":  # the peers left: let the server notice, well within the timeout
+                await trio.sleep(self.target.config.close_timeout)
+                left = self.target.server.stats()["connections"] - baseline
+                if left > 0 and verdict.ok:
+                    verdict = replace(verdict, observed="held", detail=(
+                        f"{left} of {count} connections whose peer left after half an upgrade still held "
+                        f"{self.target.config.close_timeout:g}s later (released only by the "
+                        f"{self.target.config.handshake_timeout:g}s handshake timeout)"))
+            nursery.cancel_scope.cancel()
+        if budget is not None and most > budget and verdict.ok:
+            verdict = replace(verdict, observed="over_budget", detail=f"{most} pre-hello connections > budget {budget}")
+        return verdict
 
     @precondition(lambda self: self.model is not None)
     @rule()
     @recorded
     def session_flood(self) -> None:
         """Open sessions up to max_sessions: the next gets 4009; all are then closed (1000)."""
-        generation = self.target.generation
         now = self.target.server.stats()["sessions"]
-        self._judge(self._step(functools.partial(run_attack, sessions_now=now), "session_flood", self._context()), generation)
-        self._raise_violation()
+        self._attack(_named, "session_flood", sessions_now=now)
 
-    @precondition(lambda self: self.model is not None and self.silent_peers < MAX_SILENT_PEERS)
-    @rule()
+    @precondition(lambda self: self.model is not None
+                  and self.silent_peers < bounds.misbehaving_sessions(self.target.config))
+    @rule(sessions=st.integers(1, 3))
     @recorded
-    def silent_reader(self) -> None:
-        """A peer asks for megabytes, then never reads or acks; it stays while the run goes on.
-        Server memory must stay within its bounds (checked every step) until it is cut off."""
-        self.silent_peers += 1
-        self.nursery.start_soon(self._silent_reader, self._context(), self.target.generation)
+    def silent_reader(self, sessions: int) -> None:
+        """Peers that ask for megabytes, then never read or ack; they stay while the run goes
+        on (up to the documented number at once). Server memory must stay within its bounds
+        and the honest probe within its latency bound (checked every step) meanwhile."""
+        room = bounds.misbehaving_sessions(self.target.config) - self.silent_peers
+        for _ in range(min(sessions, room)):
+            self.silent_peers += 1
+            self.nursery.start_soon(self._silent_reader, self._context(), self.target.generation)
         self.run(trio.sleep, STEP)
 
     async def _silent_reader(self, ctx: AttackContext, generation: int) -> None:
@@ -164,15 +283,18 @@ class HostileMachine(StreamMachine):
     # ---- invariants ------------------------------------------------------------------------
     @invariant()
     def hostile_invariants(self) -> None:
-        """Besides the honest invariants: the server never crashed a handler, and hostile
-        connections are released (never more open than honest + silent peers + a few)."""
-        if self.crashes.records:
-            rec = self.crashes.records[0]
-            raise InvariantViolation("no crash", "server", "every connection handled or closed with a code",
-                                     f"{rec.getMessage()}: {rec.exc_info[1]!r}" if rec.exc_info else rec.getMessage())
-        if self.target is not None and self.target.server is not None:
-            stats = self.target.server.stats()
-            limit = len(self.handles) + MAX_SILENT_PEERS + 8
-            if stats["connections"] > limit:
-                raise InvariantViolation("connections released", "server", f"<= {limit} open connections",
-                                         str(stats["connections"]))
+        """Besides the honest invariants: the server lives, nothing logged a traceback,
+        hostile connections are released, and the honest probe's requests are answered
+        within the documented latency bound."""
+        self._check_alive()
+        self._raise_violation()
+        self.tracebacks.check()
+        if self.target is None or self.target.server is None:
+            return
+        stats = self.target.server.stats()
+        limit = len(self.handles) + bounds.misbehaving_sessions(self.target.config) + 8
+        if stats["connections"] > limit:
+            raise InvariantViolation("connections released", "server", f"<= {limit} open connections",
+                                     str(stats["connections"]))
+        if self.probe is not None:
+            self.probe.check(self._now(), bounds.honest_latency(self.target.config))

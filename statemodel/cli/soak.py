@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-ttl", type=float, default=30.0, help="reference server session_ttl (default 30)")
     parser.add_argument("--rss-growth", type=float, default=0.10, help="allowed RSS growth, fraction (default 0.10)")
     parser.add_argument("--rss-slack-mib", type=float, default=8.0, help="allowed RSS growth, MiB on top (default 8)")
+    parser.add_argument("--nofile", type=int, default=1024, help="reference server's RLIMIT_NOFILE; a pressure "
+                        "round opens more connections than that (default 1024)")
+    parser.add_argument("--pressure-every", type=float, default=120.0, help="seconds between pressure rounds: "
+                        "fd exhaustion or a pre-hello memory flood (default 120; 0 = none)")
+    parser.add_argument("--latency-bound", type=float, help="fail if an honest probe request takes longer "
+                        "(seconds; default 10x the documented fairness bound)")
     parser.add_argument("--report", metavar="DIR", help="write DIR/summary.json")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -41,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                          hostile=not args.no_hostile, hostile_only=args.hostile_only,
                          slow_attacks=not args.no_slow_attacks,
                          max_sessions=args.max_sessions, session_ttl=args.session_ttl,
-                         rss_growth=args.rss_growth, rss_slack_mib=args.rss_slack_mib)
+                         rss_growth=args.rss_growth, rss_slack_mib=args.rss_slack_mib, nofile=args.nofile,
+                         pressure_every=args.pressure_every, latency_bound=args.latency_bound)
     except ValueError as exc:
         print(f"statemodel soak: {exc}", file=sys.stderr)
         return 2

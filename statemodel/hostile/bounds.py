@@ -39,6 +39,11 @@ def prehello_connections(config: Config) -> int | None:
     return _documented(config, "max_prehello_connections", None)
 
 
+def prehello_bytes(config: Config) -> int:
+    """Bytes all connections before their hello may hold together (frames in progress)."""
+    return _documented(config, "max_prehello_bytes", config.max_frame_size)
+
+
 def reconnects_within(config: Config, seconds: float) -> int:
     """The most connections a client may open in ``seconds`` against a server that keeps
     failing it right after welcome: the attempts until the backoff reaches its cap, then one

@@ -85,4 +85,5 @@ def describe(record: logging.LogRecord, count: int = 1) -> str:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} ({frame.name})"
     more = f" (+{count - 1} more)" if count > 1 else ""
-    return f"{record.name} logged {record.getMessage()!r}: {exc!r}{where}{more}"[:600]
+    caught = f": {exc!r}{where}" if exc is not None else ""
+    return f"{record.name} logged {record.levelname} {record.getMessage()!r}{caught}{more}"[:600]

@@ -21,6 +21,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, consumes, initialize, invariant, multiple, precondition, rule
 
 from statemodel.bridge import TrioStateMachine
+from statemodel.machine.logwatch import TracebackWatch
 from statemodel.machine.options import MachineOptions
 from statemodel.machine.rogue import FORGED_TOKEN_CODE, SUPERSEDED_CODE, forge_resume, take_over
 from statemodel.model import InvariantViolation, Model
@@ -151,6 +152,7 @@ class StreamMachine(TrioStateMachine):
         self._trace_seen = 0
         self._progress: trio.Event | None = None  # set by the observers while settle waits
         self.recorder = None
+        self.tracebacks = TracebackWatch().attach()  # the no-unhandled-exception invariant
         if self.options.record:
             from statemodel.record import Recorder
 
@@ -196,7 +198,9 @@ class StreamMachine(TrioStateMachine):
         try:
             if self.model is not None and not self.violations:
                 self._check_settled()
+                self.tracebacks.check()
         finally:
+            self.tracebacks.detach()
             super().teardown()
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -774,8 +778,10 @@ class StreamMachine(TrioStateMachine):
     def invariants_hold(self) -> None:
         """All invariants, after every step (one line per step in printed programs):
         every chunk, outcome and status event so far was allowed; the client's context
-        holds nothing nobody set; buffers are within their bounds."""
+        holds nothing nobody set; buffers are within their bounds; nothing logged a
+        traceback or a contained error of its own (server, client, trio-websocket)."""
         self._raise_violation()
+        self.tracebacks.check()
         if self.model is None:
             return
         for s in self.handles:

@@ -17,6 +17,7 @@ import random
 import statistics
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,17 @@ from urllib.parse import urlsplit
 
 import trio
 
-from statemodel.hostile.attacks import ATTACKS, QUICK, AttackContext, Limits, Verdict, run_attack
+from statemodel.hostile import bounds
+from statemodel.hostile.attacks import ATTACKS, QUICK, SLOW, AttackContext, Limits, Verdict, run_attack
+from statemodel.hostile.fairness import LatencyProbe
 from statemodel.net import faults as F
 from statemodel.net.tcp import FaultProxy
 from statemodel.soak.honest import HonestStats, honest_session
+from statemodel.soak.pressure import fd_exhaustion, honest_request, limit_fds, prehello_frames
 from statemodel.soak.server import soak_config
 from statemodel.stream.config import Config
 
 MiB = 1 << 20
-SLOW = ("slowloris", "silent_after_upgrade", "garbage_handshake", "never_acks", "session_flood")
 
 
 @dataclass
@@ -54,6 +57,14 @@ class SoakConfig:
     rss_slack_mib: float = 8.0  # ...plus this much
     fd_slack: int = 2
     settle_timeout: float | None = None  # default session_ttl + 20 s
+    # Reference server only: its RLIMIT_NOFILE, and how often a pressure round runs out of
+    # it (fd exhaustion) or pins pre-hello memory (0 = never).
+    nofile: int = 1024
+    pressure_every: float = 120.0
+    prehello_rss_slack_mib: float = 16.0  # RSS noise a pre-hello flood is allowed on top of its budget
+    # An honest probe session's small requests (direct, no faults) must finish within this
+    # many seconds while attacks run; default: 10x the documented bound (real time is noisy).
+    latency_bound: float | None = None
 
     def __post_init__(self) -> None:
         if self.duration <= 0 or self.sessions < 0:
@@ -75,6 +86,7 @@ class Sample:
     sessions: int | None
     connections: int | None
     buffered_bytes: int | None
+    load: float | None = None  # the machine's 1-minute load average (how busy the host was)
 
 
 @dataclass
@@ -95,6 +107,10 @@ class SoakResult:
 STATS_SILENCE = 30.0  # seconds without a stats line before the soak records a stall
 
 
+class ServerDied(RuntimeError):
+    """The server process exited while the soak ran: no input may end it (a failure)."""
+
+
 class ServerProcess:
     """The reference server in a subprocess, with its latest stats line."""
 
@@ -106,14 +122,21 @@ class ServerProcess:
         self.proc: trio.Process | None = None
         self.stderr_tail = b""
         self.stalls: list[str] = []  # stats silences longer than STATS_SILENCE (hung or starved)
+        self.errors: list[str] = []  # ERROR lines and tracebacks the server logged (first few)
+        self.error_count = 0
+        self.warnings = 0
+        self.tail: list[str] = []  # its last stderr lines
+        self.stopping = False
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         cmd = [sys.executable, "-m", "statemodel.soak.server", "--port", "0", "--interval", "0.5",
                "--max-sessions", str(self.cfg.max_sessions), "--session-ttl", str(self.cfg.session_ttl)]
         async with trio.open_nursery() as nursery:
             self.proc = await nursery.start(
-                lambda task_status: trio.run_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                                     check=False, task_status=task_status))
+                lambda task_status: trio.run_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                     check=False, task_status=task_status,
+                                                     preexec_fn=limit_fds(self.cfg.nofile)))
+            nursery.start_soon(self._read_log)
             buf = b""
             started = False
             silent_since = trio.current_time()
@@ -129,7 +152,12 @@ class ServerProcess:
                     continue
                 silent_since = trio.current_time()
                 if not data:
-                    raise RuntimeError(f"soak server exited (code {self.proc.poll()})")
+                    if self.stopping:
+                        return
+                    await self.proc.wait()
+                    tail = " | ".join(self.tail[-3:])
+                    raise ServerDied(f"the server process exited (code {self.proc.returncode}) while the soak "
+                                     f"ran; its last log lines: {tail[-600:] or '(none)'}")
                 buf += data
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
@@ -142,7 +170,28 @@ class ServerProcess:
                             started = True
                             task_status.started()
 
+    async def _read_log(self) -> None:
+        """The server logs WARNING and up to stderr (one line each): an ERROR (a contained
+        failure of its own) or a traceback is a failure of the soak."""
+        buf = b""
+        while True:
+            data = await self.proc.stderr.receive_some(65536)
+            if not data:
+                return
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                self.tail = (self.tail + [line[:300]])[-20:]
+                if line.startswith(("ERROR", "CRITICAL")) or line.startswith("Traceback"):
+                    self.error_count += 1
+                    if len(self.errors) < 10:
+                        self.errors.append(line[:300])
+                elif line.startswith("WARNING"):
+                    self.warnings += 1
+
     def stop(self) -> None:
+        self.stopping = True
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
 
@@ -195,19 +244,90 @@ def _tally(result: SoakResult, v: Verdict) -> None:
         result.failures.append(f"attack {v}")
 
 
+class Turns:
+    """Attacks run side by side, but a session flood or a pressure round runs alone: the
+    others would get its 4009 or its EMFILE. Waiting for one's turn is fair (writers first)."""
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+        self._shared = 0
+        self._drained = trio.Event()
+
+    @asynccontextmanager
+    async def shared(self):
+        async with self._lock:
+            self._shared += 1
+        try:
+            yield
+        finally:
+            self._shared -= 1
+            if not self._shared:
+                self._drained.set()
+
+    @asynccontextmanager
+    async def alone(self):
+        async with self._lock:
+            while self._shared:
+                self._drained = trio.Event()
+                await self._drained.wait()
+            yield
+
+
 async def _attack_loop(ctx: AttackContext, names: tuple[str, ...], every: float, result: SoakResult,
-                       flood_lock: trio.Lock) -> None:
-    """A flood fills the server on purpose: other attacks wait for it (else they get 4009)."""
+                       turns: Turns) -> None:
     while True:
         await trio.sleep(every)
         name = ctx.rng.choice(names)
-        exclusive = name == "session_flood" or "session_flood" not in names
         with trio.move_on_after(ctx.limits.dead_after * 2 + 60):  # an attack must never hang the soak
-            if exclusive:
-                async with flood_lock:
-                    _tally(result, await run_attack(name, ctx))
-            else:
+            async with (turns.alone() if name == "session_flood" else turns.shared()):
                 _tally(result, await run_attack(name, ctx))
+
+
+async def _pressure_loop(server: "ServerProcess", host: str, port: int, cfg: SoakConfig, result: SoakResult,
+                         turns: Turns, rng: random.Random) -> None:
+    """Now and then, run the server's process out of file descriptors (more idle connections
+    than its RLIMIT_NOFILE) or pin pre-hello memory (frames in progress, never a hello);
+    either way the process must live and serve an honest request afterwards, and the
+    pre-hello flood must stay within its documented byte budget."""
+    config = soak_config(cfg.max_sessions, cfg.session_ttl)
+    kinds = ("fd_exhaustion", "prehello_memory")
+    n = rng.randrange(len(kinds))
+    while True:
+        await trio.sleep(cfg.pressure_every)
+        kind, n = kinds[n % len(kinds)], n + 1
+        async with turns.alone():
+            with trio.move_on_after(config.handshake_timeout * 3 + 60):
+                _tally(result, await _pressure(kind, server, host, port, cfg, config))
+
+
+async def _pressure(kind: str, server: "ServerProcess", host: str, port: int, cfg: SoakConfig,
+                    config: Config) -> Verdict:
+    expected = ("served",)
+    hold = min(config.handshake_timeout / 2, 5.0)
+    base_rss, _ = _measure(server.pid)
+    peak = base_rss or 0
+    async with trio.open_nursery() as nursery:
+        if kind == "fd_exhaustion":
+            nursery.start_soon(fd_exhaustion, host, port, cfg.nofile + 64, hold)
+        else:
+            count = max(1, bounds.prehello_connections(config) or 64)
+            nursery.start_soon(prehello_frames, host, port, count, config.max_frame_size, hold)
+        while nursery.child_tasks:
+            await trio.sleep(0.25)
+            peak = max(peak, _measure(server.pid)[0] or 0)
+    if server.proc is None or server.proc.returncode is not None:
+        return Verdict(kind, expected, "exited", detail=f"the server process exited ({server.proc.returncode})")
+    try:
+        latency = await honest_request(host, port, Config(), timeout=config.handshake_timeout * 2)
+    except (trio.TooSlowError, OSError, Exception) as exc:  # noqa: BLE001 - any failure to serve is the verdict
+        return Verdict(kind, expected, "not_served", detail=f"an honest request afterwards failed: {exc!r}"[:200])
+    if kind == "prehello_memory" and base_rss:
+        budget = bounds.prehello_bytes(config) + cfg.prehello_rss_slack_mib * MiB
+        if peak - base_rss > budget:
+            return Verdict(kind, expected, "over_budget",
+                           detail=f"RSS +{(peak - base_rss) / MiB:.1f} MiB during a pre-hello flood "
+                                  f"(budget {bounds.prehello_bytes(config) / MiB:.1f} MiB + {cfg.prehello_rss_slack_mib:g} MiB noise)")
+    return Verdict(kind, expected, "served", detail=f"honest request {latency:.3f}s after")
 
 
 def _trend(samples: list[Sample], cfg: SoakConfig, result: SoakResult) -> None:
@@ -232,13 +352,23 @@ def _trend(samples: list[Sample], cfg: SoakConfig, result: SoakResult) -> None:
 
 async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
     result = SoakResult(config={k: v for k, v in asdict(cfg).items()})
+    try:
+        await _soak(cfg, result, progress)
+    except* ServerDied as group:
+        result.failures.append(str(group.exceptions[0]))
+    result.passed = not result.failures
+    return result
+
+
+async def _soak(cfg: SoakConfig, result: SoakResult, progress) -> None:
     rng = random.Random(cfg.seed)
     server = ServerProcess(cfg) if cfg.target is None else None
     async with trio.open_nursery() as root:
         if server is not None:
             await root.start(server.run)
             host, port = "127.0.0.1", server.port
-            limits = Limits.of(soak_config(cfg.max_sessions, cfg.session_ttl))
+            server_config = soak_config(cfg.max_sessions, cfg.session_ttl)
+            limits = Limits.of(server_config)
             await trio.sleep(1.0)  # one more stats line: the idle baseline
             base_rss, base_fds = _measure(server.pid)
             result.figures.update(baseline_fds=base_fds, baseline_tasks=server.stats.get("tasks"),
@@ -246,7 +376,8 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
         else:
             u = urlsplit(cfg.target)
             host, port = u.hostname, u.port
-            limits = Limits() if cfg.max_sessions is None else Limits(max_sessions=cfg.max_sessions)
+            server_config = Config() if cfg.max_sessions is None else Config(max_sessions=cfg.max_sessions)
+            limits = Limits.of(server_config)
 
         async def direct_dial():
             return await trio.open_tcp_stream(host, port)
@@ -259,7 +390,8 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
             rss, fds = _measure(server.pid if server else None)
             s = server.stats if server else {}
             result.samples.append(Sample(round(trio.current_time() - t0, 2), rss, fds, s.get("tasks"),
-                                         s.get("sessions"), s.get("connections"), s.get("buffered_bytes")))
+                                         s.get("sessions"), s.get("connections"), s.get("buffered_bytes"),
+                                         round(os.getloadavg()[0], 2)))
             if progress is not None:
                 progress(result.samples[-1], honest)
 
@@ -267,22 +399,30 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
         ctx = AttackContext(direct_dial, limits, timeout=10.0, victims=list, rng=random.Random(cfg.seed + 1))
         flood_ok = limits.max_sessions <= 2048
         slow = tuple(n for n in SLOW if cfg.slow_attacks and (n != "session_flood" or flood_ok))
+        # The fairness probe: an honest session on a direct (fault-free) connection whose small
+        # requests measure how long the server keeps an honest client waiting under attack.
+        probe = LatencyProbe(direct_dial, Config(), random.Random(cfg.seed + 4), every=1.0)
+        latency_bound = cfg.latency_bound if cfg.latency_bound is not None else 10 * bounds.honest_latency(server_config)
         async with trio.open_nursery() as work:
             if cfg.hostile_only:
                 work.start_soon(_hostile_only, ctx, slow, cfg, result, stop)
             else:
                 proxy = FaultProxy((host, port), seed=cfg.seed, record_bytes=False)
                 await work.start(proxy.serve)
+                await work.start(probe.run)
                 async with trio.open_nursery() as clients:
                     for i in range(cfg.sessions):
                         clients.start_soon(honest_session, i, proxy.connect, Config(), cfg.seed, honest, stop)
                     work.start_soon(_fault_loop, proxy, random.Random(cfg.seed + 2), cfg, result.faults)
                     if cfg.hostile:
-                        flood_lock = trio.Lock()
-                        work.start_soon(_attack_loop, ctx, QUICK, cfg.attack_every, result, flood_lock)
+                        turns = Turns()
+                        work.start_soon(_attack_loop, ctx, QUICK, cfg.attack_every, result, turns)
                         slow_ctx = AttackContext(direct_dial, limits, 10.0, list, random.Random(cfg.seed + 3))
                         if slow:
-                            work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result, flood_lock)
+                            work.start_soon(_attack_loop, slow_ctx, slow, cfg.slow_attack_every, result, turns)
+                        if server is not None and cfg.slow_attacks and cfg.pressure_every > 0:
+                            work.start_soon(_pressure_loop, server, host, port, cfg, result, turns,
+                                            random.Random(cfg.seed + 5))
                     deadline = t0 + cfg.duration
                     while trio.current_time() < deadline and not honest.violations:
                         sample()
@@ -295,6 +435,7 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
                         result.failures.append("honest sessions did not finish within 180 s of the stop")
                         clients.cancel_scope.cancel()
                 proxy.heal()
+                _judge_latency(probe, latency_bound, result)
             if cfg.hostile_only:
                 await stop.wait()
             work.cancel_scope.cancel()
@@ -303,11 +444,39 @@ async def soak(cfg: SoakConfig, progress=None) -> SoakResult:
         if server is not None:
             await _settle(server, cfg, result, sample)
             result.failures.extend(server.stalls)
+            _judge_server_log(server, result)
             _trend(result.samples, cfg, result)
             server.stop()
+        loads = [s.load for s in result.samples if s.load is not None]
+        if loads:
+            result.figures.update(load_1m_min=min(loads), load_1m_median=statistics.median(loads), load_1m_max=max(loads))
         root.cancel_scope.cancel()
-    result.passed = not result.failures
-    return result
+
+
+def _judge_latency(probe: LatencyProbe, bound: float, result: SoakResult) -> None:
+    """The fairness invariant on real time: every probe request within ``bound``."""
+    summary = probe.summary()
+    late = sum(1 for x in probe.latencies if x > bound)
+    result.figures["honest_latency_s"] = {**summary, "bound": bound, "over_bound": late}
+    if late:
+        result.failures.append(f"fairness: {late} of {summary['requests']} honest probe requests took longer than "
+                               f"{bound:g} s while attacks ran (max {summary['max']} s)")
+    if probe.failures:
+        result.failures.append(f"honest probe session: {probe.failures[0]}")
+
+
+def _judge_server_log(server: "ServerProcess", result: SoakResult) -> None:
+    """No-unhandled-exception invariant on a real process: nothing at ERROR, no traceback,
+    and no contained internal error counted in its stats."""
+    internal = server.stats.get("internal_errors", 0)
+    result.figures.update(server_log_errors=server.error_count, server_log_warnings=server.warnings,
+                          server_internal_errors=internal,
+                          **{k: server.stats[k] for k in ("closed_bad_input", "closed_internal_error",
+                                                          "handshakes_failed", "accept_errors") if k in server.stats})
+    if server.error_count:
+        result.failures.append(f"the server logged {server.error_count} errors/tracebacks; first: {server.errors[0]}")
+    if internal:
+        result.failures.append(f"the server counted {internal} internal errors (contained exceptions of its own)")
 
 
 async def _hostile_only(ctx, slow, cfg, result, stop) -> None:

@@ -2,14 +2,16 @@
 
 Run as ``python -m statemodel.soak.server --port 0``. It prints ``READY <port> <pid>`` once
 listening, then one JSON line per ``--interval`` on stdout: ``server.stats()`` plus the number
-of live trio tasks (walked from the root task). A separate process so the soak can measure
-*its* RSS and open file descriptors with psutil, untouched by the client side's own memory.
+of live trio tasks (walked from the root task); log records of WARNING and up go to stderr, one
+line each. A separate process so the soak can measure *its* RSS and open file descriptors with
+psutil, untouched by the client side's own memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-sessions", type=int, default=10_000)
     p.add_argument("--session-ttl", type=float, default=120.0)
     args = p.parse_args(argv)
+    # One line per record on stderr: the soak fails on any ERROR (a contained failure of the
+    # server's own) or traceback it reads there.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         trio.run(serve, args)
     except KeyboardInterrupt:

@@ -64,3 +64,31 @@ def test_attack_gets_documented_answer(name):
     assert most["partial_bytes_max_session"] <= bounds.partial_bytes(CONFIG), (
         f"{name}: one session held {most['partial_bytes_max_session']} bytes of unfinished messages, "
         f"bound {bounds.partial_bytes(CONFIG)}")
+
+
+def test_the_demo_app_refuses_a_size_above_the_message_limit():
+    """`statemodel serve`'s default app honoured any requested size (issue 12: a 300 MB request
+    added 570 MiB RSS and stalled every session 2.4 s): a request for one byte more than
+    max_message_size must end in a sequenced error, never a message above the limit."""
+    from dataclasses import replace
+
+    from statemodel.hostile.grammar import AboveLimit, Obj
+    from statemodel.hostile.probes import command_probe
+    from statemodel.stream.demo import demo_app
+
+    config = replace(CONFIG, max_message_size=1 << 20)
+
+    async def main():
+        net = SimNetwork(seed=7)
+        server = Server(demo_app, config, rng=random.Random(1))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, net.listener())
+            ctx = AttackContext(net.connect, Limits.of(config), timeout=5.0, rng=random.Random(3))
+            verdict = await command_probe(ctx, Obj((("count", 1), ("size", AboveLimit()), ("interval", 0))))
+            nursery.cancel_scope.cancel()
+        return verdict
+
+    with TracebackWatch() as tracebacks:
+        verdict = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert verdict.ok and verdict.observed == "error", str(verdict)
+    tracebacks.check("demo app")

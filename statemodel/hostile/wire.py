@@ -14,6 +14,7 @@ import struct
 
 import trio
 
+from statemodel.stream.errors import ProtocolError
 from statemodel.stream.frames import decode
 
 from .peer import Dial, raw_frame
@@ -51,6 +52,16 @@ def masked(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
+PONG = raw_frame({"t": "pong", "a": {}})
+
+
+def _is_ping(message: bytes) -> bool:
+    try:
+        return decode(message, max_frame_size=1 << 30, max_header_size=1 << 30).t == "ping"
+    except ProtocolError:
+        return False
+
+
 def close_payload(code: int | None, reason: bytes = b"") -> bytes:
     return b"" if code is None else struct.pack(">H", code) + reason
 
@@ -66,6 +77,7 @@ class Wire:
         self.close_code: int | str | None = None  # int, DROPPED or TIMEOUT once known
         self.close_reason = b""
         self.messages: list[bytes] = []  # binary messages the server sent (protocol frames)
+        self.answer_pings = True  # `receive_message` answers the server's protocol pings
 
     @classmethod
     async def open(cls, dial: Dial, timeout: float, mask: bytes = b"\x37\xfa\x21\x3d") -> "Wire":
@@ -169,6 +181,9 @@ class Wire:
                     return None
                 if opcode == OP_BINARY:
                     self.messages.append(payload)
+                    if self.answer_pings and _is_ping(payload):
+                        await self.send_message(PONG)  # as an honest client would: a slow
+                        # server must not take a waiting probe for a dead peer (4008)
                     return payload
 
     async def _closed_by_server(self, payload: bytes) -> None:

@@ -282,7 +282,7 @@ async def never_acks(ctx, chunks: int = 16, size: int = NEVER_ACKS_CHUNK):
     command = {"op": "emit", "chunks": [{"kind": "bytes", "seed": i, "size": size} for i in range(chunks)]}
     try:
         async with open_peer(ctx.dial, ctx.timeout, queue=1) as peer:
-            await peer.hello()
+            ctx.stalled((await peer.hello())["session"])
             await peer.send(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, json.dumps(command).encode()))
             await trio.sleep(ctx.limits.dead_after + 1)  # read nothing, send nothing
             peer.timeout = ctx.limits.dead_after + ctx.timeout

@@ -9,39 +9,43 @@ internals: only for the reference in-process).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from statemodel.stream.config import Config
 
 
-def _documented(config: Config, name: str, fallback: Any) -> Any:
-    """A bound from Config, or ``fallback`` while the server's Config has no such field."""
-    return getattr(config, name, fallback)
-
-
 def honest_latency(config: Config) -> float:
-    """Seconds an honest session's small request may take while others misbehave (§6)."""
-    return _documented(config, "fair_latency", config.heartbeat_interval)
+    """Seconds an honest session's small request may take while up to
+    `misbehaving_sessions` others stop reading (PROTOCOL.md §6, "The fairness bound"): the
+    delay they may add (`Config.honest_delay_bound`) plus the request's own time, for which
+    one heartbeat interval is allowed (the probe's network adds no latency in the sim)."""
+    return config.honest_delay_bound() + config.heartbeat_interval
 
 
 def misbehaving_sessions(config: Config) -> int:
-    """How many sessions may misbehave at once (never read, flood) under that promise."""
-    return _documented(config, "fair_hostile_sessions", config.server_overdraft_sessions)
+    """How many sessions may stop reading at once under that promise (§6)."""
+    return config.fair_stalled_sessions
 
 
 def partial_bytes(config: Config) -> int:
-    """Bytes of unfinished inbound messages one session may hold on the server."""
-    return _documented(config, "max_partial_bytes", config.max_message_size)
+    """Bytes of unfinished inbound messages one session may hold (§5: `max_message_size`
+    covers all of a session's unfinished messages together)."""
+    return config.max_message_size
 
 
-def prehello_connections(config: Config) -> int | None:
-    """Connections the server keeps before their hello (None: no documented budget)."""
-    return _documented(config, "max_prehello_connections", None)
+def server_partial_bytes(config: Config) -> int:
+    """Bytes of unfinished inbound messages all sessions together may hold (§5)."""
+    return config.server_max_partial_bytes
+
+
+def prehello_connections(config: Config) -> int:
+    """Connections the server keeps before their hello (§9; the oldest is dropped beyond)."""
+    return config.prehello_max_connections
 
 
 def prehello_bytes(config: Config) -> int:
-    """Bytes all connections before their hello may hold together (frames in progress)."""
-    return _documented(config, "max_prehello_bytes", config.max_frame_size)
+    """Bytes all connections before their hello may make the server buffer together (§9):
+    one hello-sized WebSocket message each."""
+    return config.prehello_max_connections * config.prehello_message_size
 
 
 def reconnects_within(config: Config, seconds: float) -> int:
@@ -54,11 +58,20 @@ def reconnects_within(config: Config, seconds: float) -> int:
 
 
 def held(server) -> dict[str, int]:
-    """What a reference `Server` holds now: its stats plus the bytes of partial messages
-    (fragments received without their ``fin``), the largest share of one session."""
+    """What a reference `Server` holds now: its stats plus the bytes of unfinished inbound
+    messages (fragments received without their ``fin``), counted from the fragments
+    themselves rather than from the server's own accounting, in all and in the largest
+    share of one session."""
     stats = dict(server.stats())
-    per_session = [sum(size for _kind, _parts, size in s.ep.partial.values())
-                   for s in server.proto.sessions.values()]
+    per_session = [_unfinished(s.ep) for s in server.proto.sessions.values()]
     stats["partial_bytes"] = sum(per_session)
     stats["partial_bytes_max_session"] = max(per_session, default=0)
     return stats
+
+
+def _unfinished(ep) -> int:
+    total = 0
+    for p in ep.partial.values():
+        for part in (p[1] if isinstance(p, tuple) else p.parts) or ():
+            total += len(part.encode("utf-8", "surrogatepass")) if isinstance(part, str) else len(part)
+    return total

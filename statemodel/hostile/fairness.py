@@ -39,6 +39,8 @@ class LatencyProbe:
     latencies: list[float] = field(default_factory=list)  # completed requests, in order
     started_at: float | None = None  # the request in flight, if any
     started_epoch: int = 0
+    excused: bool = False  # the request in flight is not judged (see `promise_holds`)
+    outside: bool = False
     failures: list[str] = field(default_factory=list)  # requests that ended otherwise (reset: restart)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -48,11 +50,12 @@ class LatencyProbe:
             while True:
                 self.started_epoch = self.epoch()
                 self.started_at = trio.current_time()
+                self.excused = self.outside
                 try:
                     stream = await client.open(REQUEST)
                     async for _chunk in stream:
                         pass
-                    if self.started_epoch == self.epoch():
+                    if self.started_epoch == self.epoch() and not self.excused:
                         self.latencies.append(trio.current_time() - self.started_at)
                 except (StreamReset, StreamError, EndOfStream) as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
@@ -64,10 +67,17 @@ class LatencyProbe:
                 await trio.sleep(self.every)
 
     def pending(self, now: float) -> float:
-        """How long the request in flight has waited (0 if none, or it saw a restart)."""
-        if self.started_at is None or self.started_epoch != self.epoch():
+        """How long the request in flight has waited (0 if none, or it is not judged)."""
+        if self.started_at is None or self.started_epoch != self.epoch() or self.excused:
             return 0.0
         return now - self.started_at
+
+    def promise_holds(self, holds: bool) -> None:
+        """Whether the conditions of the promise hold now (no more stalled sessions than it
+        covers); a request that lived through a moment when they did not is not judged."""
+        self.outside = not holds
+        if self.outside:
+            self.excused = True
 
     def check(self, now: float, bound: float, where: str = "honest probe session") -> None:
         """Raise if a request took, or has been waiting, longer than ``bound``."""

@@ -92,11 +92,13 @@ class HostileTarget(ReferenceTarget):
         """Hostile peers ask for messages too: a producer may push one of those whole. Partial
         inbound messages (fragments without ``fin``) are bounded per session too."""
         super().check_bounds(max(largest_message, NEVER_ACKS_CHUNK))
-        held, limit = bounds.held(self.server), bounds.partial_bytes(self.config)
-        if held["partial_bytes_max_session"] > limit:
+        held = bounds.held(self.server)
+        per_session, server_wide = bounds.partial_bytes(self.config), bounds.server_partial_bytes(self.config)
+        if held["partial_bytes_max_session"] > per_session or held["partial_bytes"] > server_wide:
             raise InvariantViolation(
-                "memory within bounds", "server", f"at most {limit} bytes of unfinished messages per session",
-                f"{held['partial_bytes_max_session']} bytes in one session ({held['partial_bytes']} in all)")
+                "memory within bounds", "server",
+                f"at most {per_session} bytes of unfinished messages per session, {server_wide} in all",
+                f"{held['partial_bytes_max_session']} bytes in one session, {held['partial_bytes']} in all")
 
     async def restart_server(self) -> None:
         for link in self.hostile_net.links:
@@ -110,7 +112,8 @@ class HostileMachine(StreamMachine):
     def __init__(self) -> None:
         super().__init__()
         self.verdicts: list[Verdict] = []
-        self.silent_peers = 0
+        self.silent_peers = 0  # never-reading peers still connected
+        self.stalled_ids: set[str] = set()  # sessions of silent peers that were cut off
         self.probe: LatencyProbe | None = None
 
     @classmethod
@@ -253,24 +256,38 @@ class HostileMachine(StreamMachine):
         self._attack(_named, "session_flood", sessions_now=now)
 
     @precondition(lambda self: self.model is not None
-                  and self.silent_peers < bounds.misbehaving_sessions(self.target.config))
+                  and self._stalled() < bounds.misbehaving_sessions(self.target.config))
     @rule(sessions=st.integers(1, 3))
     @recorded
     def silent_reader(self, sessions: int) -> None:
         """Peers that ask for megabytes, then never read or ack; they stay while the run goes
-        on (up to the documented number at once). Server memory must stay within its bounds
-        and the honest probe within its latency bound (checked every step) meanwhile."""
-        room = bounds.misbehaving_sessions(self.target.config) - self.silent_peers
+        on, up to the documented number of stalled sessions at once (their sessions count
+        until the server has let go of their data). Server memory must stay within its
+        bounds and the honest probe within its latency bound (checked every step) meanwhile."""
+        room = bounds.misbehaving_sessions(self.target.config) - self._stalled()
         for _ in range(min(sessions, room)):
             self.silent_peers += 1
             self.nursery.start_soon(self._silent_reader, self._context(), self.target.generation)
         self.run(trio.sleep, STEP)
 
+    def _stalled(self) -> int:
+        """Sessions that may have stopped reading now: silent peers (live, or gone while the
+        server still holds their data) and, while the honest network is faulted, every
+        honest session (a partition stalls its acks). Fairness is promised only while
+        there are at most `bounds.misbehaving_sessions` of them (PROTOCOL.md §6)."""
+        sessions = self.target.server.proto.sessions
+        self.stalled_ids = {sid for sid in self.stalled_ids if sid in sessions and sessions[sid].ep.buffered_items}
+        honest = len(self.handles) if self.faulted else sum(
+            1 for h in self.handles if not self.model.sessions[h.index].status.connected)
+        return self.silent_peers + len(self.stalled_ids) + honest
+
     async def _silent_reader(self, ctx: AttackContext, generation: int) -> None:
+        ids: list[str] = []
         try:
-            self._judge(await run_attack("never_acks", ctx), generation)
+            self._judge(await run_attack("never_acks", replace(ctx, stalled=ids.append)), generation)
         finally:
-            self.silent_peers -= 1
+            self.silent_peers -= 1  # gone: its session counts while the server holds its data
+            self.stalled_ids.update(ids)
 
     # ---- invariants ------------------------------------------------------------------------
     @invariant()
@@ -288,4 +305,14 @@ class HostileMachine(StreamMachine):
             raise InvariantViolation("connections released", "server", f"<= {limit} open connections",
                                      str(stats["connections"]))
         if self.probe is not None:
+            self._promise_holds()
             self.probe.check(self._now(), bounds.honest_latency(self.target.config))
+
+    def _promise_holds(self) -> None:
+        self.probe.promise_holds(self._stalled() <= bounds.misbehaving_sessions(self.target.config))
+
+    async def _apply(self, session, fault) -> None:
+        """A fault may stall honest sessions: the fairness promise may stop holding right now."""
+        await super()._apply(session, fault)
+        if self.probe is not None:
+            self._promise_holds()

@@ -191,10 +191,17 @@ async def command_probe(ctx: AttackContext, command: Any) -> Verdict:
     name, expected = "hostile_command", ("end", "error")
     wire = await Wire.open(ctx.dial, ctx.timeout, new_mask(ctx))
     try:
-        if await wire.hello() is None:
+        welcome = await wire.hello()
+        if welcome is None:
             return Verdict(name, expected, wire.close_code, detail="hello refused")
         payload = render(command, ctx.limits).encode("utf-8", "surrogatepass")
-        await wire.send_message(raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, payload))
+        opened = raw_frame({"t": "open", "s": 1, "q": 1, "k": "t"}, payload)
+        if len(opened) > ctx.limits.max_frame_size:  # the command does not fit in a frame (§2)
+            too_big = (C.FRAME_TOO_LARGE, WS_TOO_BIG)
+            await send_quietly(lambda: wire.send_message(opened))
+            return await _judge_close(ctx, name, too_big, await wire.wait_closed(), welcome,
+                                      f"an open frame of {len(opened)} bytes")
+        await wire.send_message(opened)
         await wire.send_message(raw_frame({"t": "data", "s": 1, "q": 2, "fin": True, "k": "t"}, b'{"op":"end"}'))
         size, outcome = 0, None
         with trio.move_on_after(ctx.timeout * 4):

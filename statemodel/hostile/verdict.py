@@ -62,3 +62,6 @@ class AttackContext:
     timeout: float = 5.0  # bound on each network await of an attack
     victims: Callable[[], list[str]] = list  # session ids of honest sessions (not secret)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    #: Told the id of each session an attack leaves stalled (it never reads or acks): whoever
+    #: judges fairness counts those against the documented number of stalled sessions.
+    stalled: Callable[[str], None] = lambda session: None

@@ -64,6 +64,9 @@ def test_attack_gets_documented_answer(name):
     assert most["partial_bytes_max_session"] <= bounds.partial_bytes(CONFIG), (
         f"{name}: one session held {most['partial_bytes_max_session']} bytes of unfinished messages, "
         f"bound {bounds.partial_bytes(CONFIG)}")
+    assert most["partial_bytes"] <= bounds.server_partial_bytes(CONFIG), most
+    assert most["connections"] <= bounds.prehello_connections(CONFIG) + 1, (
+        f"{name}: {most['connections']} connections at once, pre-hello budget {bounds.prehello_connections(CONFIG)}")
 
 
 def test_the_demo_app_refuses_a_size_above_the_message_limit():

@@ -214,7 +214,8 @@ class HostileMachine(StreamMachine):
         self._attack(partial_flood, streams, per_stream)
 
     @precondition(lambda self: self.model is not None)
-    @rule(kind=st.sampled_from(PREHELLO_KINDS), count=st.sampled_from((64, 8)))
+    @rule(kind=st.sampled_from(PREHELLO_KINDS),
+          count=st.sampled_from((8, 64, bounds.prehello_connections(HOSTILE_CONFIG) + 8)))
     @recorded
     def prehello_flood(self, kind: str, count: int) -> None:
         """Many connections that never get to hello at once. Each must be released by the
@@ -222,29 +223,38 @@ class HostileMachine(StreamMachine):
         self._attack(self._prehello, kind, count)
 
     async def _prehello(self, ctx: AttackContext, kind: str, count: int) -> Verdict:
-        budget, most = bounds.prehello_connections(self.target.config), 0
-        baseline = self.target.server.stats()["connections"]
+        """The flood, watching its own links: how many the server holds at once (its
+        pre-hello budget), and whether it let go of those whose peer left at once."""
+        config, links, most = self.target.config, [], 0
+
+        async def dial():
+            stream = await self.target.hostile_net.connect()
+            links.append(stream.link)
+            return stream
+
+        def held() -> int:  # flood links whose server end is still open
+            return sum(1 for link in links if not link.done)
 
         async def watch():
             nonlocal most
             while True:
-                most = max(most, self.target.server.stats()["connections"] - baseline)
+                most = max(most, held())
                 await trio.sleep(STEP)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
-            verdict = await prehello_flood(ctx, count, kind)
-            if kind == "half_upgrade":  # the peers left: let the server notice, well within the timeout
-                await trio.sleep(self.target.config.close_timeout)
-                left = self.target.server.stats()["connections"] - baseline
-                if left > 0 and verdict.ok:
+            verdict = await prehello_flood(replace(ctx, dial=dial), count, kind)
+            if kind == "half_upgrade":  # the peers left: the server must notice, well within the timeout
+                await trio.sleep(config.close_timeout)
+                if held() and verdict.ok:
                     verdict = replace(verdict, observed="held", detail=(
-                        f"{left} of {count} connections whose peer left after half an upgrade still held "
-                        f"{self.target.config.close_timeout:g}s later (released only by the "
-                        f"{self.target.config.handshake_timeout:g}s handshake timeout)"))
+                        f"{held()} of {count} connections whose peer left after half an upgrade still held "
+                        f"{config.close_timeout:g}s later (released only by the {config.handshake_timeout:g}s "
+                        f"handshake timeout)"))
             nursery.cancel_scope.cancel()
-        if budget is not None and most > budget and verdict.ok:
-            verdict = replace(verdict, observed="over_budget", detail=f"{most} pre-hello connections > budget {budget}")
+        budget = bounds.prehello_connections(config)
+        if most > budget and verdict.ok:
+            verdict = replace(verdict, observed="over_budget", detail=f"{most} pre-hello connections held > budget {budget}")
         return verdict
 
     @precondition(lambda self: self.model is not None)

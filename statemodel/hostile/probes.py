@@ -34,12 +34,13 @@ from .verdict import DROPPED, TIMEOUT, AttackContext, Verdict
 from .wire import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, Wire, close_payload
 
 ALIVE = "alive"  # the connection took the input and still answers a ping
-WS_PROTOCOL_ERROR, WS_INVALID_DATA, WS_TOO_BIG = 1002, 1007, 1009
+WS_PROTOCOL_ERROR, WS_INVALID_DATA, WS_TOO_BIG = C.WS_PROTOCOL_ERROR, C.WS_INVALID_DATA, C.WS_MESSAGE_TOO_BIG
 #: Close codes that end the session at once (PROTOCOL.md §10: bad input is final).
 FINAL = frozenset({C.MALFORMED_FRAME, C.UNSUPPORTED_VERSION, C.PROTOCOL_VIOLATION, C.FRAME_TOO_LARGE,
                    C.MESSAGE_TOO_LARGE, WS_PROTOCOL_ERROR, WS_INVALID_DATA, WS_TOO_BIG})
-#: Every documented answer to input a server refuses (§10), final or not.
-REFUSALS = tuple(sorted(FINAL | {C.FORGED_TOKEN, C.SERVER_BUSY}))
+#: Every documented answer to input a server refuses (§10), final or not: 4003 and 4009, and
+#: 1013 for a server shedding a shared resource (unfinished messages, pre-hello slots).
+REFUSALS = tuple(sorted(FINAL | {C.FORGED_TOKEN, C.SERVER_BUSY, C.TRY_AGAIN_LATER}))
 PING = raw_frame({"t": "ping", "a": {}})
 
 

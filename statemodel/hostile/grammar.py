@@ -157,6 +157,17 @@ seq_maps = st.one_of(
 )
 
 
+#: A resume's ``recv`` for `probes.resume_probe` (stream 1 sent a few items; 2 and 99 never
+#: existed): well-formed maps whose positions are valid, beyond what was sent, or name
+#: streams never sent, in any order -- a valid position before an invalid one is what caught
+#: a server applying half a refused resume -- and sometimes anything at all.
+recv_maps = st.one_of(
+    st.lists(st.tuples(st.sampled_from(("1", "2", "99", "0")), st.integers(0, 5)), min_size=1, max_size=3)
+    .map(lambda pairs: Obj(tuple(pairs))),
+    seq_maps,
+)
+
+
 # ---- app commands (PROTOCOL.md appendix A) -----------------------------------------------
 def _cmd(*pairs: tuple[str, Any]) -> Obj:
     return Obj(tuple(pairs))

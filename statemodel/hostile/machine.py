@@ -192,7 +192,7 @@ class HostileMachine(StreamMachine):
         self._attack(command_probe, command)
 
     @precondition(lambda self: self.model is not None)
-    @rule(recv=grammar.seq_maps)
+    @rule(recv=grammar.recv_maps)
     @recorded
     def hostile_resume(self, recv) -> None:
         """A resume of a hostile peer's own session with a drawn ``recv``: refused, it changes nothing."""

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pressure-every", type=float, default=120.0, help="seconds between pressure rounds: "
                         "fd exhaustion or a pre-hello memory flood (default 120; 0 = none)")
     parser.add_argument("--latency-bound", type=float, help="fail if an honest probe request takes longer "
-                        "(seconds; default 10x the documented fairness bound)")
+                        "(seconds; default 2 x (the documented fairness bound + one heartbeat interval) = 12 s)")
     parser.add_argument("--report", metavar="DIR", help="write DIR/summary.json")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -21,6 +21,13 @@ def honest_latency(config: Config) -> float:
     return config.honest_delay_bound() + config.heartbeat_interval
 
 
+def soak_latency(config: Config) -> float:
+    """The soak's real-time bound for the same probe: twice `honest_latency` (a shared,
+    loaded host adds scheduling noise), still below the starvation it must catch -- requests
+    waiting until the stalled sessions are cut off at `dead_after` or longer."""
+    return 2 * honest_latency(config)
+
+
 def misbehaving_sessions(config: Config) -> int:
     """How many sessions may stop reading at once under that promise (§6)."""
     return config.fair_stalled_sessions

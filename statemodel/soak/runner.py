@@ -63,7 +63,7 @@ class SoakConfig:
     pressure_every: float = 120.0
     prehello_rss_slack_mib: float = 16.0  # RSS noise a pre-hello flood is allowed on top of its budget
     # An honest probe session's small requests (direct, no faults) must finish within this
-    # many seconds while attacks run; default: 10x the documented bound (real time is noisy).
+    # many seconds while attacks run; default `bounds.soak_latency` (real time is noisy).
     latency_bound: float | None = None
 
     def __post_init__(self) -> None:
@@ -402,7 +402,7 @@ async def _soak(cfg: SoakConfig, result: SoakResult, progress) -> None:
         # The fairness probe: an honest session on a direct (fault-free) connection whose small
         # requests measure how long the server keeps an honest client waiting under attack.
         probe = LatencyProbe(direct_dial, Config(), random.Random(cfg.seed + 4), every=1.0)
-        latency_bound = cfg.latency_bound if cfg.latency_bound is not None else 10 * bounds.honest_latency(server_config)
+        latency_bound = cfg.latency_bound if cfg.latency_bound is not None else bounds.soak_latency(server_config)
         async with trio.open_nursery() as work:
             if cfg.hostile_only:
                 work.start_soon(_hostile_only, ctx, slow, cfg, result, stop)

@@ -10,10 +10,13 @@ SUBCOMMANDS = ("fuzz", "replay", "mutants", "bench", "serve", "proxy", "soak")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from statemodel import __version__
+
     parser = argparse.ArgumentParser(
         prog="statemodel",
         description="Property-based state-machine testing of resumable WebSocket streams.",
     )
+    parser.add_argument("--version", action="version", version=f"statemodel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         try:
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"statemodel {args.command}: error: interrupted", file=sys.stderr)
         return 2
 
 

@@ -6,15 +6,17 @@ import argparse
 import json
 import sys
 
-HELP = "measure statemodel against its anchors (step rate, mutants, resume, throughput, proxy, memory)"
+from statemodel.cli.args import error, seed
+
+HELP = "Measure statemodel against its anchors (step rate, mutants, resume, throughput, proxy, memory)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (figures, anchors, ratios, targets, host) instead of a table")
+                        help="Print one JSON object (figures, anchors, ratios, targets, host) instead of a table")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny budgets (< 30 s): a smoke run; its numbers say nothing about speed")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the machines and mutant hunts (default 0)")
+                        help="Tiny budgets (< 30 s): a smoke run; its numbers say nothing about speed")
+    parser.add_argument("--seed", type=seed, default=0, help="Seed for the machines and mutant hunts (default 0)")
 
 
 def _fmt(value, unit: str) -> str:
@@ -66,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_bench(args.quick, progress, seed=args.seed)
     except (OSError, RuntimeError) as exc:
-        print(f"statemodel bench: {exc}", file=sys.stderr)
-        return 2
+        return error("bench", str(exc))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:

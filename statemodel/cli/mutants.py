@@ -6,28 +6,33 @@ import argparse
 import json
 import sys
 
+from statemodel.cli.args import mutant, positive_float, seed
+
 HELP = "Hunt each switchable bug of the reference server; exit 1 if any escapes the machine."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME", help="mutants to hunt (default: all)")
-    parser.add_argument("--budget", type=float, default=30.0, metavar="SECONDS",
-                        help="wall-clock seconds per mutant before it counts as escaped (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per mutant instead of a table")
-    parser.add_argument("--list", action="store_true", help="list the mutants and the bug class each models")
+    parser.add_argument("names", nargs="*", type=mutant, metavar="NAME", help="Mutants to hunt (default: all)")
+    parser.add_argument("--budget", type=positive_float, default=30.0, metavar="SECONDS",
+                        help="Wall-clock seconds per mutant before it counts as escaped (default 30)")
+    parser.add_argument("--seed", type=seed, default=0, help="Base seed (default 0)")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object per mutant instead of a table")
+    parser.add_argument("--list", action="store_true", help="List the mutants and the bug class each models")
+
+
+def escaped_hint(result, budget: float, seed_value: int) -> str:
+    """Which mutant escaped, after how much work, and the two ways to hunt it longer."""
+    longer = max(budget * 10, 300)
+    return (f"mutant {result.name} escaped: no failure in {result.seconds:.0f} s ({result.examples} examples, "
+            f"budget {budget:g} s). Hunt it longer with `statemodel mutants {result.name} --budget {longer:g}` "
+            f"or `statemodel fuzz --mutant {result.name} --duration {longer:g} --seed {seed_value} --report out`")
 
 
 def run(args: argparse.Namespace) -> int:
+    from statemodel.cli.args import flatten
     from statemodel.stream.mutants import MUTANTS
 
-    unknown = [n for n in args.names if n not in MUTANTS]
-    if unknown:
-        print(f"unknown mutant(s): {', '.join(unknown)}; known: {', '.join(sorted(MUTANTS))}", file=sys.stderr)
-        return 2
-    if args.budget <= 0:
-        print("--budget must be more than 0 seconds", file=sys.stderr)
-        return 2
+    names = flatten(args.names)
     if args.list:
         for name in sorted(MUTANTS):
             bug, precedent = MUTANTS[name]
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{r.name:<28} {mark} in {r.seconds:6.1f}s, {r.examples} examples, "
                           f"{r.shrunk_steps if r.shrunk_steps is not None else '-'} steps")
 
-    results = hunt_all(args.names or None, args.budget, args.seed, on_result=show)
+    results = hunt_all(names or None, args.budget, args.seed, on_result=show)
     if not args.json:
         table = Table(title=f"mutants (budget {args.budget:g}s each, seed {args.seed})")
         for col in ("mutant", "caught", "seconds", "examples", "shrunk steps", "invariant"):
@@ -62,4 +67,7 @@ def run(args: argparse.Namespace) -> int:
         times = sorted(r.seconds for r in results if r.caught)
         median = times[len(times) // 2] if times else float("nan")
         console.print(f"caught {caught}/{len(results)}; median time to catch {median:.1f}s")
+    for r in results:
+        if not r.caught:
+            print(f"statemodel mutants: {escaped_hint(r, args.budget, args.seed)}", file=sys.stderr)
     return 0 if all(r.caught for r in results) else 1

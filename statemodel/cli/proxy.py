@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-HELP = "run the TCP fault proxy in front of any (WebSocket) server, controlled over JSON/HTTP"
+from statemodel.cli.args import error, hostport, seed
 
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:9000), got {text!r}")
-    return host.strip("[]"), int(port)
+HELP = "Run the TCP fault proxy in front of any (WebSocket) server, controlled over JSON/HTTP."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=_hostport, default=("127.0.0.1", 0),
-                        help="address the proxy accepts clients on (port 0 = pick one; default 127.0.0.1:0)")
-    parser.add_argument("--upstream", type=_hostport, required=True, help="the server to forward to, HOST:PORT")
-    parser.add_argument("--control", type=_hostport, default=None,
-                        help="address of the JSON control API (GET/POST /faults, DELETE /faults/<id>, "
-                             "POST /enable|/disable|/reset, GET /links, GET /trace)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for jitter (default 0)")
+    parser.add_argument("--listen", type=hostport, default=("127.0.0.1", 0),
+                        help="Address the proxy accepts clients on (port 0 = pick one; default 127.0.0.1:0)")
+    parser.add_argument("--upstream", type=hostport, required=True, help="The server to forward to, HOST:PORT")
+    parser.add_argument("--control", type=hostport, default=None,
+                        help="Address of the JSON control API (GET/POST /faults, DELETE /faults/<id>, "
+                             "POST /enable|/disable|/reset, GET /links, GET /trace); default: no control API")
+    parser.add_argument("--seed", type=seed, default=0, help="Seed for jitter and packet loss (default 0)")
     parser.add_argument("--byte-trace", action="store_true",
-                        help="also trace every read/write (GET /trace); default: faults and connections only")
+                        help="Also trace every read/write (GET /trace); default: faults and connections only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +40,12 @@ def run(args: argparse.Namespace) -> int:
                 line += f"; control on http://{args.control[0]}:{cport}"
             print(line, flush=True)
 
+    failed: list[OSError] = []
     try:
         trio.run(main)
-    except OSError as exc:
-        print(f"statemodel proxy: {exc}", file=sys.stderr)
-        return 2
+    except* OSError as group:  # trio wraps what the nursery's tasks raised in a group
+        failed.extend(group.exceptions)
+    if failed:
+        return error("proxy", f"cannot listen on {args.listen[0]}:{args.listen[1]}"
+                     + (f" or {args.control[0]}:{args.control[1]}" if args.control else "") + f": {failed[0]}")
     return 0

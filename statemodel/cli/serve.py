@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from statemodel.cli.args import error, flatten, mutant, port
 
 HELP = "Run the reference resumable-stream server (PROTOCOL.md v1) on TCP."
 
@@ -11,12 +12,13 @@ APPS = ("demo", "script")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="TCP port (0 = any free port; default 8765)")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=port, default=8765, help="TCP port, 0-65535 (0 = any free port; default 8765)")
     parser.add_argument("--app", choices=APPS, default="demo",
-                        help="demo: text/JSON/binary/multipart example; script: the tester's scripted app")
-    parser.add_argument("--mutant", action="append", default=[], metavar="NAME",
-                        help="switch on a reference-implementation bug (repeatable; see `statemodel mutants`)")
+                        help="Application behind every stream: demo (text/JSON/binary/multipart example) or "
+                             "script (the tester's scripted app, PROTOCOL.md appendix A); default demo")
+    parser.add_argument("--mutant", type=mutant, action="append", default=[], metavar="NAME",
+                        help="Switch on a reference-implementation bug (repeatable; see `statemodel mutants --list`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,16 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     from statemodel.stream.config import Config
     from statemodel.stream.demo import demo_app
-    from statemodel.stream.mutants import MUTANTS
     from statemodel.stream.server import Server
     from statemodel.stream.testapp import script_app
 
-    unknown = [m for m in args.mutant if m not in MUTANTS]
-    if unknown:
-        print(f"unknown mutant(s): {', '.join(unknown)}; known: {', '.join(sorted(MUTANTS))}", file=sys.stderr)
-        return 2
     app = demo_app if args.app == "demo" else script_app
-    server = Server(app, Config(mutants=frozenset(args.mutant)))
+    server = Server(app, Config(mutants=frozenset(flatten(args.mutant))))
 
     async def root() -> None:
         async with trio.open_nursery() as nursery:
@@ -46,6 +43,5 @@ def run(args: argparse.Namespace) -> int:
     except* OSError as group:
         failed.extend(group.exceptions)
     if failed:
-        print(f"statemodel serve: cannot serve on {args.host}:{args.port}: {failed[0]}", file=sys.stderr)
-        return 2
+        return error("serve", f"cannot serve on {args.host}:{args.port}: {failed[0]}")
     return 0

@@ -7,6 +7,8 @@ driven through the same factory (whose source-based key alone would mix mutants/
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
@@ -50,8 +52,25 @@ def open_database(spec: str | None, namespace: str) -> ExampleDatabase | None:
     if spec.startswith(("redis://", "rediss://", "unix://")):
         inner = _redis(spec)
     else:
-        inner = DirectoryBasedExampleDatabase(spec)
+        inner = DirectoryBasedExampleDatabase(_writable_directory(spec))
     return NamespacedDatabase(inner, namespace)
+
+
+def _writable_directory(spec: str) -> str:
+    """Create the directory and write a file in it now: Hypothesis' directory database
+    ignores write errors, so an unusable path would otherwise save nothing, silently."""
+    path = Path(spec)
+    hint = "a directory statemodel can create and write, or redis://HOST:PORT/DB"
+    if path.exists() and not path.is_dir():
+        raise DatabaseError(f"cannot use {spec!r} as the example database: it is not a directory ({hint})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".statemodel-write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DatabaseError(f"cannot use {spec!r} as the example database: {reason} ({hint})") from exc
+    return spec
 
 
 def _redis(url: str) -> ExampleDatabase:

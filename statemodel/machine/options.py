@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from statemodel.stream.mutants import MUTANTS
+
 TRANSPORTS = ("sim", "tcp", "netns")
 
 
@@ -18,6 +20,9 @@ class MachineOptions:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {self.transport!r}; choose one of {', '.join(TRANSPORTS)}")
         object.__setattr__(self, "mutants", frozenset(self.mutants))
+        unknown = sorted(m for m in self.mutants if m not in MUTANTS)
+        if unknown:  # a typo must not fuzz the correct implementation and pass
+            raise ValueError(f"unknown mutant(s) {', '.join(unknown)}; known: {', '.join(sorted(MUTANTS))}")
 
     def __repr__(self) -> str:  # eval-able, sorted: it is written into reproducers
         mutants = "frozenset(" + repr(sorted(self.mutants)) + ")" if self.mutants else "frozenset()"

@@ -1,0 +1,100 @@
+"""Argument types and the error line every subcommand shares.
+
+argparse calls the types, so a bad value is a usage error (exit 2, ``statemodel CMD: error:
+…``) before anything starts; ``error()`` prints run-time errors in the same form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def error(command: str, message: str) -> int:
+    """Print ``statemodel COMMAND: error: MESSAGE`` (argparse's own form) and return 2."""
+    print(f"statemodel {command}: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (and finite), got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """Seconds, 0 allowed (e.g. a budget of 0: do none of it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds (and finite), got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more (and finite), got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+
+
+def port(text: str) -> int:
+    """A TCP port, 0-65535 (0 = any free port)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535 (0 = any free port), got {text!r}")
+    return int(text)
+
+
+def hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6), port 0-65535."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0-65535 (e.g. 127.0.0.1:9000), got {text!r}")
+    return host, int(port_text)
+
+
+def mutant(text: str) -> list[str]:
+    """One or more built-in mutant names (comma-separated); unknown names are refused here."""
+    from statemodel.stream.mutants import MUTANTS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown mutant(s) {', '.join(unknown) or repr(text)}; known: {', '.join(sorted(MUTANTS))}")
+    return names
+
+
+def flatten(values: list) -> list[str]:
+    """``--mutant a,b --mutant c`` -> sorted unique names."""
+    out: set[str] = set()
+    for v in values:
+        out.update([v] if isinstance(v, str) else v)
+    return sorted(out)

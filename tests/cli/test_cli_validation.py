@@ -1,0 +1,132 @@
+"""Every CLI path either works or says why: mutant names, example databases, ports and
+addresses are checked before anything runs (exit 2, `statemodel CMD: error: …`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from statemodel.cli import main
+from statemodel.fuzz.database import DatabaseError, open_database
+
+
+@pytest.fixture(autouse=True)
+def _real_machine(monkeypatch):
+    monkeypatch.delenv("STATEMODEL_MACHINE", raising=False)
+
+
+def _usage_error(argv, capsys) -> str:
+    """argparse's own refusal: SystemExit(2) with `statemodel CMD: error:` on stderr."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"statemodel {argv[0]}: error:" in err
+    return err
+
+
+# ---- mutant names ---------------------------------------------------------------------------
+
+def test_fuzz_refuses_an_unknown_mutant_before_running_anything(capsys):
+    assert main(["fuzz", "--examples", "1", "--mutant", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statemodel fuzz: error:") and "unknown mutant(s) nosuch" in err
+    assert "no_dedupe" in err  # the known names are listed
+
+
+def test_fuzz_refuses_an_unknown_mutant_in_a_comma_list(capsys):
+    assert main(["fuzz", "--examples", "1", "--mutant", "no_dedupe,bogus"]) == 2
+    assert "unknown mutant(s) bogus" in capsys.readouterr().err
+
+
+def test_replay_of_a_trace_naming_an_unknown_mutant_is_an_error_not_a_pass(tmp_path, capsys):
+    trace = {"machine": "statemodel.machine:machine_class",
+             "options": {"target": "reference", "transport": "sim", "mutants": ["nosuch"]},
+             "program": "state = StreamMachine_sim_nosuch()\nstate.teardown()"}
+    (tmp_path / "trace.json").write_text(json.dumps(trace))
+    assert main(["replay", str(tmp_path / "trace.json")]) == 2
+    captured = capsys.readouterr()
+    assert "PASSED" not in captured.out
+    assert captured.err.startswith("statemodel replay: error:") and "unknown mutant(s) nosuch" in captured.err
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "--mutant", "nosuch"],
+    ["mutants", "nosuch"],
+    ["mutants", "no_dedupe,nosuch"],
+], ids=["serve", "mutants", "mutants-comma"])
+def test_every_command_taking_a_mutant_name_validates_it(argv, capsys):
+    assert "unknown mutant(s) nosuch" in _usage_error(argv, capsys)
+
+
+def test_machine_options_validate_mutants_for_every_caller():
+    from statemodel.machine import MachineOptions
+
+    with pytest.raises(ValueError, match="unknown mutant"):
+        MachineOptions(mutants=frozenset({"no_dedupe", "typo"}))
+    assert MachineOptions(mutants=frozenset({"no_dedupe"})).mutants == {"no_dedupe"}
+
+
+# ---- the example database -------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, reason", [
+    ("/proc/nope", "No such file or directory"),
+    ("/etc/hostname", "not a directory"),
+], ids=["not-creatable", "a-file"])
+def test_fuzz_refuses_a_database_it_cannot_write(spec, reason, capsys):
+    assert main(["fuzz", "--examples", "1", "--db", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statemodel fuzz: error:") and f"cannot use {spec!r}" in err and reason in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_database_directory_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(DatabaseError, match="Permission denied"):
+        open_database(str(ro), "ns")
+
+
+def test_a_new_database_directory_is_created_and_written_up_front(tmp_path):
+    path = tmp_path / "new" / "db"
+    assert open_database(str(path), "ns") is not None
+    assert path.is_dir() and list(path.iterdir()) == []  # created; the write check left nothing behind
+
+
+# ---- ports and addresses --------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "--port", "99999"],
+    ["serve", "--port", "-1"],
+    ["serve", "--port", "http"],
+    ["proxy", "--upstream", "127.0.0.1:65536"],
+    ["proxy", "--upstream", "127.0.0.1:80", "--listen", "127.0.0.1:-1"],
+    ["proxy", "--upstream", "127.0.0.1:80", "--control", "127.0.0.1:99999"],
+    ["proxy", "--upstream", "no-port"],
+    ["proxy", "--upstream", ":80"],
+], ids=lambda a: " ".join(a))
+def test_ports_and_addresses_are_validated_by_argparse(argv, capsys):
+    assert "0-65535" in _usage_error(argv, capsys)
+
+
+def test_serve_and_proxy_take_the_port_boundaries(capsys):
+    from statemodel.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--port", "0"]).port == 0
+    assert parser.parse_args(["serve", "--port", "65535"]).port == 65535
+    assert parser.parse_args(["proxy", "--upstream", "[::1]:65535"]).upstream == ("::1", 65535)
+
+
+def test_proxy_reports_a_taken_port_in_one_line(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["proxy", "--listen", f"127.0.0.1:{port}", "--upstream", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"statemodel proxy: error: cannot listen on 127.0.0.1:{port}") and "Traceback" not in err

@@ -37,7 +37,9 @@ def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> Non
     assert result["details"]["loopback"]["reconnect"]["samples"] > 0
     memory = result["details"]["memory"]
     assert memory["responses_ok"] == memory["clients"]
-    assert memory["connects"] >= 2 * memory["clients"]  # every client was cut once and resumed
+    # every client was cut once mid-response and resumed: exact on any machine, since the cut
+    # never reads past its budget, which is below the response size (test_bench_cut.py)
+    assert memory["connects"] >= 2 * memory["clients"]
     assert result["details"]["realnet"]["tcp"]["real"]["steps"] > 0
     assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0
 

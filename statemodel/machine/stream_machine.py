@@ -29,8 +29,8 @@ from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
 from statemodel.stream.errors import EndOfStream, SessionClosed, StreamError, StreamReset
 from statemodel.target import make_target
-from strategies.faults import degrade_faults, drop_faults
-from strategies.payloads import chunk_specs
+from statemodel.strategies.faults import degrade_faults, drop_faults
+from statemodel.strategies.payloads import chunk_specs
 
 MAX_SESSIONS = 3
 MAX_STREAMS_PER_SESSION = 4

@@ -102,7 +102,7 @@ def program_namespace(cls: type, class_name: str) -> dict[str, Any]:
             direct[k] = v
             if isinstance(v, types.ModuleType):
                 source = v
-            else:  # e.g. `from strategies.payloads import chunk_specs`: its module's types too
+            else:  # e.g. `from statemodel.strategies.payloads import chunk_specs`: its module's types too
                 source = sys.modules.get(getattr(v, "__module__", None) or "")
             if source is not None and source.__name__.split(".")[0] in PROJECT_PACKAGES:
                 names = getattr(source, "__all__", None) or [n for n in vars(source) if not n.startswith("_")]

@@ -11,7 +11,7 @@ from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_stream
 
 from statemodel.bridge import JobTimeout, TrioStateMachine
-from strategies.payloads import unicode_text
+from statemodel.strategies.payloads import unicode_text
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,7 +3,7 @@
 from hypothesis import given, settings, strategies as st
 
 from statemodel.net import faults as F
-from strategies.faults import PROFILES, degrade_faults, drop_faults, fault_schedules, network_profiles
+from statemodel.strategies.faults import PROFILES, degrade_faults, drop_faults, fault_schedules, network_profiles
 
 
 @settings(max_examples=200)

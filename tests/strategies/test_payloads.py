@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from statemodel.stream import testapp
-from strategies.payloads import (
+from statemodel.strategies.payloads import (
     BOUNDARY_SIZES,
     KIB,
     MIB,

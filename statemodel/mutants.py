@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from statemodel.fuzz.causes import program_steps
 from statemodel.fuzz.config import FuzzConfig
 from statemodel.fuzz.runner import run_worker
 from statemodel.stream.mutants import MUTANTS
@@ -31,17 +32,6 @@ class HuntResult:
         return asdict(self)
 
 
-def program_steps(program: str | None) -> int | None:
-    """Rules in a printed program, not counting construction, invariant checks and teardown."""
-    if program is None:
-        return None
-    skip = ("state.invariants_hold()", "state.teardown()")
-    return sum(
-        1 for line in program.splitlines()
-        if ("state." in line and not line.startswith("state =") and line.strip() not in skip)
-    )
-
-
 def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile: str = "hunt",
          max_examples: int | None = None) -> HuntResult:
     """Fuzz the reference implementation with mutant ``name`` until caught or out of budget.
@@ -52,11 +42,14 @@ def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile:
     if name not in MUTANTS:
         raise ValueError(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}")
     started = time.monotonic()
+    # Shrinking is bounded by the hunt's own budget (a stop mid-shrink keeps the smallest
+    # program so far), or by nothing that depends on wall time when the hunt is deterministic.
     if max_examples is not None:
-        config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, examples=max_examples)
+        config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, examples=max_examples,
+                            shrink_budget=None)
     else:
         config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, duration=budget_seconds,
-                            batch_examples=100_000)
+                            batch_examples=100_000, shrink_budget=None)
     over_budget = (lambda: False) if budget_seconds is None else (
         lambda: time.monotonic() - started > budget_seconds)
     result = run_worker(config, should_stop=over_budget)
@@ -68,7 +61,7 @@ def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile:
         seconds=round(time.monotonic() - started, 2),
         examples=result.examples,
         shrunk_steps=program_steps(failure.program) if failure else None,
-        invariant=(failure.invariant or {}).get("invariant", failure.title) if failure else None,
+        invariant=failure.invariant["invariant"] if failure and failure.invariant else None,
         program=failure.program if failure else None,
     )
 

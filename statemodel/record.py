@@ -21,7 +21,11 @@ import json
 from collections import Counter
 from typing import Any, ClassVar, Iterator
 
-__all__ = ["Recorder", "Collector", "canonical", "fault_kind"]
+__all__ = ["Recorder", "Collector", "canonical", "failure_record", "fault_kind", "with_violation"]
+
+#: The invariant an exception that is not an invariant violation breaks (README: no exception
+#: escapes as anything but a clear error).
+UNHANDLED = "no unhandled exception"
 
 
 def _normalise(value: Any) -> Any:
@@ -68,6 +72,17 @@ class Recorder:
         self.steps: list[dict[str, Any]] = []
         self.initial: dict[str, Any] = {"events": [], "state": None}
         self.violated: dict[str, Any] | None = None
+        # Set by the fuzz runner (never part of the recording): which kind of run this is
+        # ("generate", "shrink", "replay") and whether it failed, for true counts.
+        self.kind = "generate"
+        self.failed = False
+        self.discarded = False
+        # Decode the frames on the wire only for recordings someone will read (a report, a
+        # replay, a reproducer), not for the examples a fuzz run folds into its counts.
+        self.wire = not Recorder._collectors
+        self.tap = None  # report.wire.WireTap once watch() saw a network
+        self._net = None
+        self._trace_seen = 0
         for collector in Recorder._collectors:
             collector._started(self)
         Recorder.last = self
@@ -89,7 +104,7 @@ class Recorder:
         """Model state after the current step."""
         self._current()["state"] = _normalise(snapshot)
 
-    def violation(self, invariant: str, expected: Any, actual: Any) -> None:
+    def violation(self, invariant: str, expected: Any, actual: Any, where: str | None = None) -> None:
         """The invariant that failed, with what the model expected and what was observed."""
         self.violated = {
             "invariant": invariant,
@@ -97,6 +112,48 @@ class Recorder:
             "actual": _normalise(actual),
             "step": len(self.steps),
         }
+        if where is not None:
+            self.violated["where"] = where
+
+    # ----- the network: its trace events, and the frames on the wire --------------------
+    NET_KINDS = frozenset({"connect", "abort", "close", "eof", "frame", "drop", "hold", "release", "refused"})
+
+    def watch(self, net) -> None:
+        """Copy ``net.trace`` into the recording at each :meth:`sync`; when ``wire`` is set,
+        also tap its bytes so each protocol frame shows up (``report.wire``)."""
+        self._net, self._trace_seen = net, 0
+        if self.wire:
+            from statemodel.report.wire import WireTap
+
+            self.tap = WireTap()
+            net.trace.tap = self.tap
+
+    def owner(self, link: int | None, lane: str) -> None:
+        """Link ``link`` was dialled by the client of ``lane`` (its frames start there)."""
+        if self.tap is not None and link is not None:
+            self.tap.owners[link] = lane
+
+    def sync(self) -> None:
+        """Copy the network's new trace events (and decoded frames) into the current step."""
+        net = self._net
+        if net is None:
+            return
+        events = net.trace.events
+        current = self._current()["events"]
+        tap = self.tap
+        for t, link, direction, kind, size, detail in events[self._trace_seen:]:
+            if kind not in self.NET_KINDS or (kind == "frame" and tap is not None):
+                continue  # with the tap, frames are shown decoded
+            lane = "net"
+            if tap is not None and kind in ("close", "abort") and direction in ("c2s", "s2c"):
+                lane = tap.lane(link, "client" if direction == "c2s" else "server")
+            text = f"link {link} {direction} {size}B {detail}".strip() if size else f"link {link} {direction} {detail}".strip()
+            current.append({"t": _normalise(float(t)), "lane": lane, "kind": kind, "detail": text})
+        self._trace_seen = len(events)
+        if tap is not None:
+            # Frame details are kept by reference: their "arrived" is filled in when read.
+            for t, lane, kind, detail in tap.events():
+                current.append({"t": _normalise(float(t)), "lane": lane, "kind": kind, "detail": detail})
 
     def to_json(self) -> dict[str, Any]:
         return {"initial": self.initial, "steps": self.steps, "violation": self.violated}
@@ -133,21 +190,84 @@ class Recorder:
             cls._collectors = saved
 
 
+def _where(exc: BaseException) -> str:
+    """Where an unexpected exception was raised: ``file.py:function`` of the innermost frame."""
+    import os
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{os.path.basename(last.filename)}:{last.name}"
+
+
+def failure_record(exc: BaseException, recorder: "Recorder | None" = None) -> dict[str, Any]:
+    """The one structured record every failure gets, whatever raised it:
+    ``invariant``, ``where``, ``expected``, ``actual``, ``step`` and the headline ``title``.
+
+    An exception carrying ``invariant/expected/actual`` (the model's ``InvariantViolation``)
+    speaks for itself; else the recording's violation (machines that record before raising a
+    plain assertion); anything else broke the no-unhandled-exception invariant."""
+    violated = recorder.violated if recorder is not None else None
+    if all(hasattr(exc, a) for a in ("invariant", "expected", "actual")):
+        rec = {"invariant": str(exc.invariant), "where": str(getattr(exc, "where", "") or ""),
+               "expected": _normalise(exc.expected), "actual": _normalise(exc.actual)}
+    elif violated is not None:
+        rec = {"invariant": str(violated["invariant"]), "where": str(violated.get("where") or ""),
+               "expected": violated["expected"], "actual": violated["actual"]}
+    else:
+        lines = str(exc).strip().splitlines()
+        rec = {"invariant": UNHANDLED, "where": _where(exc),
+               "expected": "no exception escapes the system under test or the machine",
+               "actual": f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")}
+    if violated is not None and violated["invariant"] == rec["invariant"]:
+        rec["step"] = violated["step"]
+    else:
+        rec["step"] = len(recorder.steps) if recorder is not None else None
+    rec["title"] = f"invariant {rec['invariant']} violated" + (f" at {rec['where']}" if rec["where"] else "")
+    return rec
+
+
+def with_violation(recording: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The recording with its ``violation`` filled from the failure's structured record when
+    the machine raised without recording one (e.g. from ``teardown``)."""
+    if recording.get("violation") is not None:
+        return recording
+    return dict(recording, violation={k: record[k] for k in ("invariant", "where", "expected", "actual", "step")})
+
+
+RUN_KINDS = ("generate", "discarded", "shrink", "replay")
+
+
 class Collector:
     """Running totals over many recordings, in the order they were executed.
 
     A recording is folded in when the next one starts (it is finished by then) or on
-    ``flush()``, so memory stays bounded however long a fuzz run lasts.
+    ``flush()``, so memory stays bounded however long a fuzz run lasts. Runs are counted
+    by kind (``Recorder.kind``): examples Hypothesis generated (and, apart, the ones it
+    discarded unfinished, e.g. programs that ran out of choices), runs of the shrinker, and
+    replays of known failures. Only generated examples make the digest, faults and recovery
+    figures: they are what the seed determines (shrinking stops on a wall-clock budget). ``best_failing_steps`` is the shortest failing shrink run so far.
     """
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._pending: Recorder | None = None
-        self.examples = 0
-        self.steps = 0
+        self.runs: dict[str, int] = dict.fromkeys(RUN_KINDS, 0)
+        self.run_steps: dict[str, int] = dict.fromkeys(RUN_KINDS, 0)
         self.faults: Counter[str] = Counter()
         self.slowest_recovery: float | None = None
+        self.best_failing_steps: int | None = None
         self.listener = None  # called with the collector after each recording is folded
+
+    @property
+    def examples(self) -> int:
+        return self.runs["generate"]
+
+    @property
+    def steps(self) -> int:
+        return self.run_steps["generate"]
 
     def _started(self, recorder: Recorder) -> None:
         self.flush()
@@ -157,28 +277,39 @@ class Collector:
         rec, self._pending = self._pending, None
         if rec is None:
             return
-        self._hash.update(rec.digest().encode() + b"\n")
-        self.examples += 1
-        self.steps += len(rec.steps)
-        for ev in rec.events():
-            if ev["kind"] == "fault":
-                self.faults[fault_kind(ev["detail"])] += 1
-            elif ev["kind"] == "recovery" and isinstance(ev["detail"], dict):
-                seconds = ev["detail"].get("seconds")
-                if isinstance(seconds, (int, float)):
-                    if self.slowest_recovery is None or seconds > self.slowest_recovery:
-                        self.slowest_recovery = float(seconds)
+        kind = rec.kind if rec.kind in self.runs else "generate"
+        if kind == "generate" and rec.discarded:
+            kind = "discarded"
+        self.runs[kind] += 1
+        self.run_steps[kind] += len(rec.steps)
+        if kind == "shrink" and rec.failed:
+            if self.best_failing_steps is None or len(rec.steps) < self.best_failing_steps:
+                self.best_failing_steps = len(rec.steps)
+        if kind in ("generate", "discarded"):
+            self._hash.update(rec.digest().encode() + b"\n")
+            for ev in rec.events():
+                if ev["kind"] == "fault":
+                    self.faults[fault_kind(ev["detail"])] += 1
+                elif ev["kind"] == "recovery" and isinstance(ev["detail"], dict):
+                    seconds = ev["detail"].get("seconds")
+                    if isinstance(seconds, (int, float)):
+                        if self.slowest_recovery is None or seconds > self.slowest_recovery:
+                            self.slowest_recovery = float(seconds)
         if self.listener is not None:
             self.listener(self)
 
     def digest(self) -> str:
-        """Digest of every folded recording, in order (pending ones are not included)."""
+        """Digest of every folded generated recording, in order (pending ones are not included)."""
         return self._hash.hexdigest()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "examples": self.examples,
             "steps": self.steps,
+            "discarded": self.runs["discarded"],
+            "all_steps": sum(self.run_steps.values()),  # every step run, shrinking included
+            "shrink_runs": self.runs["shrink"],
+            "replays": self.runs["replay"],
             "faults": dict(sorted(self.faults.items())),
             "slowest_recovery": self.slowest_recovery,
         }

@@ -3,69 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
+
+from statemodel.cli.args import error, positive_float, positive_int, seconds, seed
 
 HELP = "Fuzz the resumable stream with the state machine; exit 1 when a failure is found."
 
 TRANSPORTS = ("sim", "tcp", "netns")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from statemodel.profiles import PROFILES
 
     parser.add_argument("--target", default="reference",
-                        help="what to test: 'reference' (default), a ws://… URL, or package.module:factory")
+                        help="What to test: 'reference' (the embedded reference server; default), "
+                             "a ws://… URL, or package.module:factory")
     parser.add_argument("--transport", choices=TRANSPORTS, default="sim",
-                        help="network backend: sim (in-memory, virtual time; default), tcp (loopback "
+                        help="Network backend: sim (in-memory, virtual time; default), tcp (loopback "
                              "fault proxy) or netns (Linux namespaces, root)")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--examples", type=_positive_int, metavar="N",
-                        help="examples to run in total (default: the profile's max_examples)")
-    amount.add_argument("--duration", type=_positive_float, metavar="SECONDS",
-                        help="keep fuzzing in batches with fresh seeds until this much wall time has passed")
-    parser.add_argument("--seed", type=_seed, default=None,
-                        help="base seed; worker i uses seed+i (default: random, printed so the run can be repeated)")
+    amount.add_argument("--examples", type=positive_int, metavar="N",
+                        help="Examples to generate in total (default: the profile's max_examples)")
+    amount.add_argument("--duration", type=positive_float, metavar="SECONDS",
+                        help="Keep fuzzing in batches with fresh seeds until this much wall time has passed")
+    parser.add_argument("--shrink-budget", type=seconds, default=60.0, metavar="SECONDS",
+                        help="Wall seconds to spend shrinking a failure before reporting the smallest "
+                             "program found so far (default 60; 0: report it unshrunk; Hypothesis "
+                             "itself stops at 300)")
+    parser.add_argument("--seed", type=seed, default=None,
+                        help="Base seed; worker i uses seed+i (default: random, printed so the run can be repeated)")
     parser.add_argument("--mutant", action="append", default=[], metavar="NAME",
-                        help="switch on a reference-implementation bug (repeatable; see `statemodel mutants`)")
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                        help="worker processes sharing one example database (default 1)")
+                        help="Switch on a reference-implementation bug (repeatable or comma-separated; "
+                             "see `statemodel mutants --list`)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="Worker processes sharing one example database (default 1)")
     parser.add_argument("--db", metavar="PATH|redis://HOST:PORT/DB",
-                        help="example database shared by workers and machines: a directory or a Redis URL "
+                        help="Example database shared by workers and machines: a directory or a Redis URL "
                              "(optional ?prefix=NAME); default: none")
     parser.add_argument("--report", metavar="DIR",
-                        help="write summary.json, junit.xml and a reproducer folder per failure here")
+                        help="Write summary.json, junit.xml and a reproducer folder per root cause here")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev",
                         help="Hypothesis settings profile (default dev); flags above override it")
-    parser.add_argument("--progress-interval", type=_positive_float, default=5.0,
+    parser.add_argument("--progress-interval", type=positive_float, default=5.0,
                         help=argparse.SUPPRESS)
     parser.add_argument("--machine", default=None, help=argparse.SUPPRESS)  # module:callable
 
@@ -81,13 +63,15 @@ def config_from_args(args: argparse.Namespace):
         examples=args.examples, duration=args.duration,
         seed=args.seed if args.seed is not None else secrets.randbelow(2**32),
         workers=args.workers, db=args.db, profile=args.profile, machine=args.machine,
+        shrink_budget=args.shrink_budget,
     )
 
 
 def preflight(config) -> None:
-    """Fail fast (exit 2) on a machine or database that cannot work, before any worker starts."""
+    """Fail fast (exit 2) on a machine, target or database that cannot work, before any worker starts."""
     from statemodel.fuzz import load_machine, open_database
     from statemodel.fuzz.machine import MachineUnavailable, build_options
+    from statemodel.target.preflight import preflight as preflight_target
 
     loaded = load_machine(config.machine)
     options = build_options(loaded, config.target, config.transport, config.mutants)
@@ -96,6 +80,44 @@ def preflight(config) -> None:
     except (TypeError, ValueError, KeyError) as exc:
         raise MachineUnavailable(f"the machine rejected these options: {exc}") from exc
     open_database(config.db, "preflight")
+    if config.machine is None and not os.environ.get("STATEMODEL_MACHINE"):
+        # A bad --target/--transport pair is a usage error, not a failure of example 1.
+        from statemodel.target import check_target
+
+        check_target(options)
+        preflight_target(options)  # unreachable or foreign servers: exit 2 before any example
+
+
+def _value(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def print_failures(result, report_dir) -> None:
+    """One block per root cause: the same structured record for every failure."""
+    causes = result.causes
+    for n, group in enumerate(causes, start=1):
+        failure = group[0]
+        inv = failure.invariant or {}
+        print(f"\nFAILURE {n}: {failure.title}")
+        print(f"  expected: {_value(inv.get('expected'))}\n  actual:   {_value(inv.get('actual'))}")
+        if inv.get("step") is not None:
+            print(f"  after step {inv['step']} of the program below")
+        if len(group) > 1:
+            print(f"  same root cause found {len(group)} times (the others: summary.json, failure-{n}/trace.json)")
+        if failure.reproduced is False:
+            print("  warning: re-running the shrunk program did not fail the same way (flaky?)")
+        elif failure.replay_matches is False and result.config.transport == "sim":
+            print("  warning: re-running the program recorded something else than Hypothesis' run of it "
+                  "(a determinism bug: please report it)")
+        if not failure.shrunk:
+            budget = result.config.shrink_budget
+            print("  note: not shrunk (--shrink-budget 0)" if budget == 0 else
+                  f"  note: shrinking stopped after its {budget:g} s budget; a longer --shrink-budget "
+                  f"may give a shorter program")
+        if report_dir is not None:
+            print(f"  reproducer: {report_dir / f'failure-{n}' / 'repro_test.py'}")
+        if failure.program:
+            print("  " + failure.program.replace("\n", "\n  "))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,53 +125,40 @@ def run(args: argparse.Namespace) -> int:
     from statemodel.fuzz import DatabaseError, MachineUnavailable
     from statemodel.fuzz import run as fuzz_run
     from statemodel.fuzz.progress import Progress
-    from statemodel.target.preflight import TargetUnavailable, preflight as preflight_target
+    from statemodel.target.preflight import TargetUnavailable
 
     config = config_from_args(args)
     try:
         preflight(config)
-        if config.machine is None and not os.environ.get("STATEMODEL_MACHINE"):
-            # A bad --target/--transport pair is a usage error, not a failure of example 1.
-            from statemodel.machine import MachineOptions
-            from statemodel.target import check_target
-
-            options = MachineOptions(target=config.target, transport=config.transport,
-                                     mutants=frozenset(config.mutants))
-            check_target(options)
-            preflight_target(options)  # unreachable or foreign servers: exit 2 before any example
     except (MachineUnavailable, DatabaseError, ValueError, TargetUnavailable) as exc:
-        print(f"statemodel fuzz: error: {exc}", file=sys.stderr)
-        return 2
+        return error("fuzz", str(exc))
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "
           f"target {config.target} over {config.transport}"
           + (f", mutants {', '.join(config.mutants)}" if config.mutants else ""), file=sys.stderr)
-    with Progress(config.workers, interval=args.progress_interval,
-                  clock="virtual" if config.transport == "sim" else "real") as progress:
+    clock = "virtual" if config.transport == "sim" else "real"
+    with Progress(config.workers, interval=args.progress_interval, clock=clock) as progress:
         result = fuzz_run(config, progress)
+    out = None
     if args.report:
         try:
             out = report.write(result, args.report)
         except OSError as exc:
-            print(f"statemodel fuzz: error: cannot write the report to {args.report}: {exc}", file=sys.stderr)
-            return 2
+            return error("fuzz", f"cannot write the report to {args.report}: {exc}")
+    all_failures = len(result.all_failures)
+    discarded = f" ({result.discarded} more discarded unfinished)" if result.discarded else ""
+    print(f"examples {result.examples}{discarded}, steps {result.steps}, shrink runs {result.shrink_runs}, "
+          f"replays {result.replays}, failures {len(result.failures)}"
+          + (f" ({all_failures} reported, grouped by root cause)" if all_failures != len(result.failures) else "")
+          + f", trace_digest {result.trace_digest}")
     rates = result.rates
-    print(f"examples {result.examples}, steps {result.steps}, failures {len(result.failures)}, "
-          f"trace_digest {result.trace_digest}")
     print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s "
           f"({result.elapsed:.0f} s wall)")
-    for n, failure in enumerate(result.failures, start=1):
-        print(f"\nFAILURE {n}: {failure.title}\n  {failure.error_type}: {failure.message}")
-        if failure.reproduced is False:
-            print("  warning: re-running the shrunk program did not fail the same way (flaky?)")
-        if args.report:
-            print(f"  reproducer: {out / f'failure-{n}' / 'repro_test.py'}")
-        if failure.program:
-            print("  " + failure.program.replace("\n", "\n  "))
+    print_failures(result, out)
     for w in result.workers:
         if w.note:
             print(f"statemodel fuzz: worker {w.worker}: {w.note}", file=sys.stderr)
     for err in result.errors:
-        print(f"statemodel fuzz: error: {err}", file=sys.stderr)
+        error("fuzz", err)
     if result.interrupted:
         print("statemodel fuzz: interrupted; results above are partial", file=sys.stderr)
     return result.exit_code

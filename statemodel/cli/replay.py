@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from statemodel.cli.args import error
+
 HELP = ("Re-run a reproducer (failure folder, repro_test.py or trace.json) and print a "
         "step-by-step timeline; exit 1 if it still fails, 0 if it now passes.")
 
@@ -19,10 +21,10 @@ class BadInput(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH",
-                        help="a failure folder written by `statemodel fuzz --report`, or its "
+                        help="A failure folder written by `statemodel fuzz --report`, or its "
                              "repro_test.py or trace.json")
     parser.add_argument("--html", metavar="OUT",
-                        help="also write the timeline as a self-contained HTML sequence chart")
+                        help="Also write the timeline as a self-contained HTML sequence chart")
 
 
 def load_reproducer(path: Path) -> dict:
@@ -68,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from statemodel.fuzz.machine import MachineUnavailable, build_options, load_machine
-    from statemodel.record import Recorder, canonical
+    from rich.markup import escape
+
+    from statemodel.record import Recorder, canonical, failure_record, with_violation
     from statemodel.report.console import print_timeline
     from statemodel.report.program import ProgramError, error_summary, run_program
     from statemodel.report.timeline import render_html
@@ -80,15 +84,20 @@ def run(args: argparse.Namespace) -> int:
         opts = data["options"]
         options = build_options(loaded, opts.get("target", "reference"), opts.get("transport", "sim"),
                                 opts.get("mutants", ()), record=True)
-        cls = loaded.machine_class(options)
+        try:
+            cls = loaded.machine_class(options)
+        except (TypeError, ValueError, KeyError) as exc:  # e.g. a mutant this build does not have
+            raise MachineUnavailable(f"the machine rejected the reproducer's options: {exc}") from exc
         with Recorder.paused():
             outcome = run_program(cls, data["program"])
     except (BadInput, MachineUnavailable, ProgramError) as exc:
-        print(f"statemodel replay: error: {exc}", file=sys.stderr)
-        return 2
+        return error("replay", str(exc))
     recorder = getattr(outcome.state, "recorder", None)
     recording = recorder.to_json() if recorder is not None else None
     summary = error_summary(outcome.error) if outcome.error else None
+    record = failure_record(outcome.error, recorder) if outcome.error else None
+    if recording is not None and record is not None:
+        recording = with_violation(recording, record)
     console.print(f"[bold]replay[/] {args.path}: {data['machine']} {json.dumps(opts, sort_keys=True)}",
                   highlight=False)
     if recording is not None:
@@ -97,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
         new = hashlib.sha256(canonical(recording).encode()).hexdigest()
         if old:
             same = "identical to" if old == new else "DIFFERENT from"
-            console.print(f"recording {new[:16]}… is {same} the fuzz run's ({old[:16]}…)", highlight=False)
+            why = ""
+            if old != new:
+                why = (" (real sockets: timing differs run to run)" if opts.get("transport", "sim") != "sim"
+                       else " (a sim replay must be bit for bit: this is a bug, please report it)")
+            console.print(f"recording {new[:16]}… is {same} the fuzz run's ({old[:16]}…){why}", highlight=False)
     else:
         console.print("(the machine recorded nothing; showing the program)\n" + data["program"],
                       markup=False, highlight=False)
@@ -105,20 +118,19 @@ def run(args: argparse.Namespace) -> int:
         trace = dict(data, recording=recording)
         if outcome.error is not None:
             trace["error"] = {"type": summary[0], "message": summary[1]}
-            trace["invariant"] = recording.get("violation") if recording else None
+            trace["invariant"] = record
         else:
             trace["error"], trace["invariant"] = None, None
         try:
             Path(args.html).write_text(render_html(trace))
         except OSError as exc:
-            print(f"statemodel replay: error: cannot write {args.html}: {exc}", file=sys.stderr)
-            return 2
+            return error("replay", f"cannot write {args.html}: {exc}")
         console.print(f"timeline written to {args.html}", highlight=False)
     if outcome.error is None:
         console.print("[bold green]PASSED[/]: the program no longer fails "
                       "(the bug may be fixed, or the failure depended on something else)")
         return 0
-    console.print(f"[bold red]FAILED[/]: {summary[0]}: {summary[1]}", highlight=False)
+    console.print(f"[bold red]FAILED[/]: {escape(record['title'])}", highlight=False)
     expected = data.get("error") or {}
     if expected and (expected.get("type"), expected.get("message")) != summary:
         console.print(f"note: the fuzz run failed with {expected.get('type')}: {expected.get('message')}",

@@ -19,6 +19,7 @@ class FuzzConfig:
     profile: str = "dev"
     machine: str | None = None  # module:callable; None = $STATEMODEL_MACHINE or the default
     batch_examples: int = 100  # examples per batch in --duration mode
+    shrink_budget: float | None = 60.0  # wall seconds of shrinking per failure found (None: Hypothesis' own limit)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -39,18 +40,31 @@ class Failure:
     machine: str  # module:callable
     options: dict[str, Any]
     step_count: int  # stateful_step_count, needed to replay the blob
-    invariant: dict[str, Any] | None = None  # {"invariant", "expected", "actual", "step"}
+    # The structured record every failure gets (statemodel.record.failure_record):
+    # {"invariant", "where", "expected", "actual", "step", "title"}
+    invariant: dict[str, Any] | None = None
     recording: dict[str, Any] | None = None
     reproduced: bool | None = None  # did re-running the program fail the same way?
     traceback: str | None = None
+    shrunk: bool = True  # False: the shrink budget ran out (or the failure was flaky)
+    # Did re-running the program record exactly what Hypothesis' own final replay recorded?
+    # (None: not compared.) On the sim anything but True is a determinism bug.
+    replay_matches: bool | None = None
 
     def key(self) -> tuple:
         return (self.error_type, self.message, self.program)
 
     @property
+    def cause(self) -> tuple:
+        """The root-cause key (statemodel.fuzz.causes)."""
+        from statemodel.fuzz.causes import root_cause
+
+        return root_cause(self.invariant, self.program, self.error_type)
+
+    @property
     def title(self) -> str:
         if self.invariant:
-            return f"invariant {self.invariant['invariant']} violated"
+            return self.invariant["title"]
         return f"{self.error_type}: {self.message}"
 
 
@@ -68,6 +82,11 @@ class WorkerResult:
     error: str | None = None  # infrastructure error in this worker
     note: str | None = None  # e.g. why nothing ran
     elapsed: float = 0.0
+    discarded: int = 0  # examples Hypothesis discarded unfinished (not counted as examples)
+    shrink_runs: int = 0  # test runs of the shrinker (not examples)
+    replays: int = 0  # re-runs of known failures (Hypothesis' final replays)
+    shrink_seconds: float = 0.0
+    shrink_stopped: str | None = None  # "budget" or "interrupted" when shrinking was cut short
 
 
 @dataclasses.dataclass
@@ -78,7 +97,8 @@ class FuzzResult:
     elapsed: float
 
     @property
-    def failures(self) -> list[Failure]:
+    def all_failures(self) -> list[Failure]:
+        """Every failure every worker reported, identical ones (same program) once."""
         seen, out = set(), []
         for w in self.workers:
             for f in w.failures:
@@ -86,6 +106,30 @@ class FuzzResult:
                     seen.add(f.key())
                     out.append(f)
         return out
+
+    @property
+    def causes(self) -> list[list[Failure]]:
+        """Failures grouped by root cause, each group led by its shortest program."""
+        from statemodel.fuzz.causes import group
+
+        return group(self.all_failures)
+
+    @property
+    def failures(self) -> list[Failure]:
+        """One failure per root cause (the shortest program of each group)."""
+        return [g[0] for g in self.causes]
+
+    @property
+    def discarded(self) -> int:
+        return sum(w.discarded for w in self.workers)
+
+    @property
+    def shrink_runs(self) -> int:
+        return sum(w.shrink_runs for w in self.workers)
+
+    @property
+    def replays(self) -> int:
+        return sum(w.replays for w in self.workers)
 
     @property
     def examples(self) -> int:

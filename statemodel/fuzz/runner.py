@@ -2,26 +2,42 @@
 
 Determinism: each batch runs ``run_state_machine_as_test`` on a factory decorated with
 ``hypothesis.seed(N)`` (the public seeding route, which ``get_state_machine_test`` copies
-from the factory), no wall-clock inputs reach the machine, and every recording executed is
-folded in order into the worker's ``trace_digest``. Wall time is read only to stop a
-``--duration`` run between batches and to pace the progress display.
+from the factory), no wall-clock inputs reach the machine, and every generated example's
+recording is folded in order into the worker's ``trace_digest``. Wall time is read only to
+stop a ``--duration`` run between batches, to bound shrinking and to pace the progress display.
+
+A batch is one Hypothesis run with ``report_multiple_bugs=False``: generation stops at the
+first failure (Hypothesis' multi-bug mode keeps generating for up to 10 s of wall time
+after it, which no seed reproduces, and reports one bug once per line that raised it), and
+every run after that failing example is a run of the shrinker, until Hypothesis' final
+replay. So the counts are true: examples generated, shrink runs and replays apart. Shrinking
+has a wall-clock budget (``shrink_budget``): Hypothesis saves every smaller failing program
+to the example database as it finds it, so when the budget is spent the factory stops the
+run between two shrink steps and a second, reuse-only run replays the smallest saved program,
+which Hypothesis then prints (with its ``@reproduce_failure`` blob) as usual. Without a
+``--db`` the database is one in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from typing import Callable
 
+from hypothesis import Phase
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
+from hypothesis.control import current_build_context
+from hypothesis.database import InMemoryExampleDatabase
+from hypothesis.errors import Frozen, StopTest, UnsatisfiedAssumption
 from hypothesis.stateful import run_state_machine_as_test
 
 import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
 from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
-from statemodel.record import Recorder, canonical
+from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (
     ProgramError,
     blob_from_notes,
@@ -35,6 +51,11 @@ ProgressFn = Callable[[int, dict], None]
 
 class InfrastructureError(Exception):
     """Hypothesis or the machine could not run (not a failure of the system under test)."""
+
+
+class StopRun(KeyboardInterrupt):  # noqa: N818 - a stop, not an error
+    """Raised by the factory between examples to end a Hypothesis run (Hypothesis lets a
+    KeyboardInterrupt through at once; anything else would count as a failure)."""
 
 
 # Examples per Hypothesis run. Each run keeps its last 10,000 test results in memory (with
@@ -65,20 +86,91 @@ def options_dict(config: FuzzConfig) -> dict:
             "mutants": sorted(config.mutants)}
 
 
-def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = lambda: False):
+# Exceptions Hypothesis raises through a test to end or discard an example.
+NOT_FAILURES = (StopTest, UnsatisfiedAssumption, Frozen, KeyboardInterrupt)
+
+
+class Phases:
+    """Which phase a batch is in, as the factory sees it example by example."""
+
+    def __init__(self) -> None:
+        self.kind = "generate"  # then "shrink" once an example failed, "replay" for the report run
+        self.shrink_started: float | None = None
+        self.title: str | None = None  # the failure being shrunk
+
+    def failed(self, exc: BaseException, recorder) -> None:
+        if self.kind == "generate":
+            self.kind = "shrink"
+            self.shrink_started = time.monotonic()
+            self.title = failure_record(exc, recorder)["title"]
+
+
+def _observe(machine, phases: Phases):
+    """Tag the run's recording with its kind, and mark it failed when an exception ends it.
+
+    Hypothesis calls ``teardown()`` from a ``finally``: the exception ending the example (if
+    any) is the one being handled there, so ``sys.exc_info()`` names it; a failing teardown
+    is a failure too."""
+    recorder = getattr(machine, "recorder", None)
+    kind = "replay" if current_build_context().is_final else phases.kind
+    if recorder is not None:
+        recorder.kind = kind
+        recorder.wire = kind == "replay"  # the failure's final replay is compared with its re-run
+    teardown = machine.teardown
+
+    def observed_teardown():
+        failed = sys.exc_info()[1]
+        if isinstance(failed, NOT_FAILURES):
+            if recorder is not None and not isinstance(failed, KeyboardInterrupt):
+                recorder.discarded = True  # Hypothesis discarded it (an overrun, say): not an example
+            failed = None
+        try:
+            teardown()
+        except BaseException as exc:
+            failed = failed or exc
+            raise
+        finally:
+            if failed is not None:
+                if recorder is not None:
+                    recorder.failed = True
+                if kind != "replay":
+                    phases.failed(failed, recorder)
+
+    machine.teardown = observed_teardown
+    return machine
+
+
+def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = lambda: False,
+                 phases: Phases | None = None):
     """A zero-argument factory with a stable source (stable database key) and a seed.
 
-    A requested stop (Ctrl-C, time-out) is raised here, between examples, as the
-    KeyboardInterrupt Hypothesis propagates at once; raising it from a signal handler
+    A requested stop (Ctrl-C, time-out, shrink budget) is raised here, between examples, as
+    the KeyboardInterrupt Hypothesis propagates at once; raising it from a signal handler
     could land anywhere (e.g. inside a gc callback, where it is swallowed).
     """
+    phases = phases or Phases()
 
     def factory():
         if should_stop():
-            raise KeyboardInterrupt("stop requested")
-        return cls()
+            raise StopRun("stop requested")
+        return _observe(cls(), phases)
 
     return hypothesis_seed(seed_value)(factory)
+
+
+def _run(cls, seed_value, settings, should_stop, phases: Phases) -> BaseException | None:
+    """One Hypothesis run; returns what it raised (None: it passed). A stop propagates."""
+    try:
+        run_state_machine_as_test(make_factory(cls, seed_value, should_stop, phases), settings=settings)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - sorted into failures / errors by the caller
+        return exc
+    return None
+
+
+def _skipped(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("SkipTest", "Skipped")
 
 
 def run_worker(
@@ -94,52 +186,90 @@ def run_worker(
     options = build_options(loaded, config.target, config.transport, config.mutants, record=True)
     cls = loaded.machine_class(options)
     namespace = loaded.spec + canonical(options_dict(config))
-    db = open_database(config.db, namespace)
+    user_db = open_database(config.db, namespace)
     profile = Settings.get_profile(config.profile)
     # --examples: run them in batches of at most MAX_BATCH; --duration: batches until time is up
     remaining: int | None = examples_for(config, worker, profile.max_examples)
     if config.duration is not None and config.examples is None:
         remaining = None
     deadline = started + config.duration if config.duration is not None else None
+    found: list[str] = []  # titles of the failures found, for progress
+    current: list[Phases | None] = [None]  # the batch's phases, for progress
 
-    def on_fold(col):
-        if progress is not None:
-            progress(worker, col.snapshot())
+    def publish(col):
+        if progress is None:
+            return
+        snap = col.snapshot()
+        phases = current[0]
+        snap["phase"] = phases.kind if phases else "generate"
+        snap["found"] = list(found) + ([phases.title] if phases and phases.kind in ("shrink", "replay") else [])
+        if phases is not None and phases.shrink_started is not None:
+            snap["shrink"] = {"seconds": time.monotonic() - phases.shrink_started,
+                              "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
+        progress(worker, snap)
 
     with Recorder.collecting() as col:
-        col.listener = on_fold
+        col.listener = publish
         batch = 0
         while True:
             if should_stop():
                 result.interrupted = True
                 break
             size = config.batch_examples if remaining is None else min(remaining, MAX_BATCH)
-            s = Settings(
-                profile, max_examples=size, database=db, print_blob=True, deadline=None,
-                derandomize=False,
-            )
+            # The shrinker's progress is kept in a database: the user's, or one in memory.
+            db = user_db if user_db is not None else InMemoryExampleDatabase()
+            settings = Settings(profile, max_examples=size, database=db, print_blob=True, deadline=None,
+                                derandomize=False, report_multiple_bugs=False)
+            seed_value = batch_seed(base_seed, batch)
+            phases = current[0] = Phases()
+
+            def stop() -> bool:
+                if should_stop():
+                    return True
+                started_shrinking = phases.shrink_started
+                if started_shrinking is None:  # generating: a --duration run ends between examples
+                    return deadline is not None and time.monotonic() >= deadline
+                return (config.shrink_budget is not None
+                        and time.monotonic() - started_shrinking >= config.shrink_budget)
+
             try:
-                run_state_machine_as_test(
-                    make_factory(cls, batch_seed(base_seed, batch), should_stop), settings=s
-                )
+                raised = _run(cls, seed_value, settings, stop, phases)
             except KeyboardInterrupt:
-                result.interrupted = True
-                break
-            except BaseException as exc:  # noqa: BLE001 - sorted into failures / errors below
-                if type(exc).__name__ in ("SkipTest", "Skipped"):
-                    # e.g. the replay profile with nothing in the database: nothing to run
-                    result.note = str(exc)
-                    break
-                found = extract_failures(exc) or unreplayable_failures(exc)
-                if not found:
-                    raise InfrastructureError(f"{type(exc).__name__}: {exc}") from exc
                 col.flush()
+                if phases.shrink_started is None:  # stopped while generating: nothing to report
+                    result.interrupted = should_stop()  # else --duration is over: a normal end
+                    break
+                # Stopped while shrinking: replay the smallest failing program saved so far.
+                result.shrink_stopped = "interrupted" if should_stop() else "budget"
+                result.interrupted = should_stop()
+                phases.kind = "replay"
+                publish(col)
+                raised = _run(cls, seed_value, Settings(settings, phases=(Phase.reuse,)), lambda: False, phases)
+            col.flush()
+            if phases.shrink_started is not None:
+                result.shrink_seconds += time.monotonic() - phases.shrink_started
+            if raised is not None and _skipped(raised):
+                # e.g. the replay profile with nothing in the database: nothing to run
+                result.note = str(raised)
+                break
+            final = Recorder.last if Recorder.last is not None and Recorder.last.kind == "replay" else None
+            if raised is None and phases.shrink_started is not None:
+                result.error = (f"found {phases.title}, but the smallest program the shrinker saved "
+                                f"no longer fails when replayed (a flaky failure?)")
+                break
+            if raised is not None:
+                failures = extract_failures(raised) or unreplayable_failures(raised)
+                if not failures:
+                    raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
+                shrunk = Phase.shrink in settings.phases and result.shrink_stopped is None
                 with Recorder.paused():
-                    for exc_, program, blob in found:
-                        result.failures.append(
-                            describe_failure(exc_, program, blob, loaded, config, worker,
-                                             batch_seed(base_seed, batch), profile)
-                        )
+                    for exc_, program, blob in failures:
+                        failure = describe_failure(exc_, program, blob, loaded, config, worker, seed_value,
+                                                   profile, shrunk, final if len(failures) == 1 else None)
+                        result.failures.append(failure)
+                        found.append(failure.title)
+                phases.kind = "done"
+                publish(col)
                 break
             batch += 1
             if remaining is not None:
@@ -150,6 +280,8 @@ def run_worker(
                 break
         col.listener = None
     result.examples, result.steps = col.examples, col.steps
+    result.shrink_runs, result.replays = col.runs["shrink"], col.runs["replay"]
+    result.discarded = col.runs["discarded"]
     result.faults = dict(sorted(col.faults.items()))
     result.slowest_recovery = col.slowest_recovery
     result.trace_digest = col.digest()
@@ -212,25 +344,36 @@ def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, 
 
 
 def describe_failure(exc, program, blob, loaded: LoadedMachine, config: FuzzConfig, worker: int,
-                     seed_value: int, profile) -> Failure:
+                     seed_value: int, profile, shrunk: bool = True, final: Recorder | None = None) -> Failure:
+    """The failure as one structured record, with the recording of a re-run of its program
+    outside Hypothesis (``final``: Hypothesis' own last replay of it, whose recording the
+    re-run must equal on the sim: ``Failure.replay_matches``)."""
     error_type, message = error_summary(exc)
     failure = Failure(
         worker=worker, seed=seed_value, error_type=error_type, message=message,
         program=program, blob=blob, machine=loaded.spec, options=options_dict(config),
-        step_count=profile.stateful_step_count,
+        step_count=profile.stateful_step_count, shrunk=shrunk,
     )
     # Re-run the shrunk program outside Hypothesis: proves it reproduces and records it.
+    recorder = None
     try:
         options = build_options(loaded, config.target, config.transport, config.mutants, record=True)
         outcome = run_program(loaded.machine_class(options), program)
     except ProgramError as err:
         failure.reproduced = False
         failure.traceback = str(err)
-        return failure
-    recorder = getattr(outcome.state, "recorder", None) or Recorder.last
-    if recorder is not None:
-        failure.recording = recorder.to_json()
-        failure.invariant = recorder.violated
-    failure.reproduced = outcome.error is not None and error_summary(outcome.error) == (error_type, message)
-    failure.traceback = outcome.traceback
+    else:
+        recorder = getattr(outcome.state, "recorder", None)
+        if recorder is not None:
+            failure.recording = recorder.to_json()
+        failure.reproduced = outcome.error is not None and error_summary(outcome.error) == (error_type, message)
+        failure.traceback = outcome.traceback
+    # Hypothesis' exception is the failure; the re-run's recording says at which step.
+    same = failure.reproduced and recorder is not None
+    failure.invariant = failure_record(exc, recorder if same else None)
+    if failure.recording is not None and same:
+        failure.recording = with_violation(failure.recording, failure.invariant)
+        if final is not None:
+            ours = with_violation(final.to_json(), failure.invariant)
+            failure.replay_matches = canonical(ours) == canonical(failure.recording)
     return failure

@@ -70,15 +70,24 @@ def _stop_signals(flag: StopFlag):
             signal.signal(sig, handler)
 
 
+def final_snapshot(result: WorkerResult) -> dict:
+    """A worker's last progress snapshot, from its result."""
+    return {"examples": result.examples, "steps": result.steps, "discarded": result.discarded,
+            "shrink_runs": result.shrink_runs,
+            "replays": result.replays, "faults": result.faults, "slowest_recovery": result.slowest_recovery,
+            "phase": "done", "found": [f.title for f in result.failures]}
+
+
 def _worker_main(config: FuzzConfig, worker: int, q, stop) -> None:
     flag = StopFlag(stop)
     signal.signal(signal.SIGINT, flag)
-    last = [0.0]
+    last = [0.0, None]
 
     def progress(w, snap):
         now = time.monotonic()
-        if now - last[0] >= 0.5:
-            last[0] = now
+        news = (snap.get("phase"), len(snap.get("found") or ()))  # a phase change is sent at once
+        if now - last[0] >= 0.5 or news != last[1]:
+            last[0], last[1] = now, news
             q.put(("progress", w, snap))
 
     result = _safe_run(config, worker, progress, flag.is_set)
@@ -94,10 +103,7 @@ def run(config: FuzzConfig, progress: Progress | None = None) -> FuzzResult:
         with _stop_signals(flag):
             result = _safe_run(config, 0, cb, flag.is_set)
         if progress:
-            progress.update(0, {"examples": result.examples, "steps": result.steps,
-                                "faults": result.faults, "slowest_recovery": result.slowest_recovery})
-            for f in result.failures:
-                progress.failure(f.title)
+            progress.update(0, final_snapshot(result))
         return FuzzResult(config, [result], combine_digests([result]), time.monotonic() - started)
     return _run_many(config, progress, started)
 
@@ -117,7 +123,9 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
     finally:
         signal.signal(signal.SIGINT, previous)
     results: dict[int, WorkerResult] = {}
-    hard_deadline = started + config.duration + GRACE if config.duration is not None else None
+    # A failure found at the end of --duration is still shrunk, within its budget.
+    hard_deadline = (started + config.duration + (config.shrink_budget or 0) + GRACE
+                     if config.duration is not None else None)
     interrupted_at = None
 
     def interrupt():
@@ -154,11 +162,7 @@ def _run_many(config: FuzzConfig, progress: Progress | None, started: float) -> 
                 continue
             results[w] = payload
             if progress:
-                progress.update(w, {"examples": payload.examples, "steps": payload.steps,
-                                    "faults": payload.faults,
-                                    "slowest_recovery": payload.slowest_recovery})
-                for f in payload.failures:
-                    progress.failure(f"worker {w}: {f.title}")
+                progress.update(w, final_snapshot(payload))
     for w, p in procs.items():
         p.join(timeout=5)
         if p.is_alive():

@@ -15,12 +15,22 @@ from statemodel.report.repro import render_repro
 from statemodel.report.timeline import render_html
 
 
-def failure_trace(failure: Failure) -> dict:
+def _duplicate(f: Failure) -> dict:
+    return {"title": f.title, "error_type": f.error_type, "message": f.message, "worker": f.worker,
+            "seed": f.seed, "program": f.program}
+
+
+def failure_trace(failure: Failure, duplicates: list[Failure] = ()) -> dict:
     """trace.json: the recording plus what is needed to re-run and explain it."""
     import hashlib
 
     rec = failure.recording
     return {
+        "title": failure.title,
+        "shrunk": failure.shrunk,
+        "replay_matches": failure.replay_matches,
+        "root_cause": list(map(list_or_str, failure.cause)),
+        "duplicates": [_duplicate(d) for d in duplicates],
         "machine": failure.machine,
         "options": failure.options,
         "seed": failure.seed,
@@ -37,6 +47,10 @@ def failure_trace(failure: Failure) -> dict:
     }
 
 
+def list_or_str(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 def summary(result: FuzzResult, folders: list[str]) -> dict:
     return {
         "seed": result.config.seed,
@@ -45,16 +59,25 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
         "examples": result.examples,
         "steps": result.steps,
         **{k: round(v, 3) for k, v in result.rates.items()},
+        "discarded": result.discarded,
+        "shrink_runs": result.shrink_runs,
+        "replays": result.replays,
         "faults": result.faults,
         "slowest_recovery": result.slowest_recovery,
+        # One entry per root cause (statemodel.fuzz.causes); "count" says how many failures
+        # Hypothesis, the batches and the workers reported for it.
         "failures": [
-            {"title": f.title, "error_type": f.error_type, "message": f.message,
-             "invariant": f.invariant, "worker": f.worker, "seed": f.seed,
-             "reproduced": f.reproduced, "folder": folder}
-            for f, folder in zip(result.failures, folders)
+            {"title": g[0].title, "error_type": g[0].error_type, "message": g[0].message,
+             "invariant": g[0].invariant, "worker": g[0].worker, "seed": g[0].seed,
+             "reproduced": g[0].reproduced, "shrunk": g[0].shrunk, "folder": folder,
+             "root_cause": list(map(list_or_str, g[0].cause)), "count": len(g),
+             "duplicates": [_duplicate(d) for d in g[1:]]}
+            for g, folder in zip(result.causes, folders)
         ],
         "workers": [
             {"worker": w.worker, "seed": w.seed, "examples": w.examples, "steps": w.steps,
+             "discarded": w.discarded, "shrink_runs": w.shrink_runs, "replays": w.replays, "shrink_seconds": round(w.shrink_seconds, 3),
+             "shrink_stopped": w.shrink_stopped,
              "trace_digest": w.trace_digest, "interrupted": w.interrupted, "error": w.error,
              "elapsed": round(w.elapsed, 3)}
             for w in result.workers
@@ -99,11 +122,12 @@ def write(result: FuzzResult, directory: str | os.PathLike) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     folders = []
-    for n, failure in enumerate(result.failures, start=1):
+    for n, group in enumerate(result.causes, start=1):
+        failure = group[0]
         name = f"failure-{n}"
         folder = out / name
         folder.mkdir(exist_ok=True)
-        trace = failure_trace(failure)
+        trace = failure_trace(failure, group[1:])
         (folder / "trace.json").write_text(json.dumps(trace, indent=2, sort_keys=True))
         (folder / "timeline.html").write_text(render_html(trace))
         if failure.program:

@@ -40,7 +40,8 @@ def test_collector_folds_recordings_in_order():
     one, same, swapped = collect([1.0, 2.0]), collect([1.0, 2.0]), collect([2.0, 1.0])
     assert one.digest() == same.digest()
     assert one.digest() != swapped.digest()
-    assert one.snapshot() == {"examples": 2, "steps": 2, "faults": {"Drop": 2}, "slowest_recovery": 2.0}
+    assert one.snapshot() == {"examples": 2, "steps": 2, "discarded": 0, "shrink_runs": 0, "replays": 0,
+                              "all_steps": 2, "faults": {"Drop": 2}, "slowest_recovery": 2.0}
 
 
 def test_paused_runs_are_not_collected():

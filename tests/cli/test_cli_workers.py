@@ -47,7 +47,7 @@ def test_duration_runs_batches_then_stops(tmp_path):
     proc = statemodel("fuzz", "--duration", "0.5", "--seed", "4", "--report", str(tmp_path / "r"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert s["examples"] >= 100  # at least one whole batch ran
+    assert s["examples"] >= 1 and not s["interrupted"]  # ends between examples once time is up
     assert s["config"]["duration"] == 0.5
 
 

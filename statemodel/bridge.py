@@ -16,7 +16,10 @@ Why this shape: a trio loop in a helper thread lets autojump skip time between s
 not deterministic; hypothesis-trio no longer imports. Only Hypothesis' public stateful API is
 used, so ``Machine.TestCase``, ``run_state_machine_as_test``, ``@seed``,
 ``@reproduce_failure`` and the example database work unchanged. Importing Hypothesis makes
-trio's scheduler RNG a registered (seeded) random, so same seed => same scheduling.
+trio's scheduler RNG a registered random, which Hypothesis seeds at the start of every test
+case, so same seed => same scheduling. Outside a test case (a printed program run as plain
+Python: reproducers, ``statemodel replay``) the machine seeds the registered randoms the same
+way for its lifetime, so a replay schedules exactly as the run it replays.
 
 Background tasks go in ``self.nursery``. If one crashes, trio cancels the nursery; the driver
 notices and the failure is raised from the current/next ``run()`` or from ``teardown()``.
@@ -26,6 +29,7 @@ Every job runs under a virtual-time deadline (``job_timeout``), so a job that de
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -35,6 +39,8 @@ from typing import Any, TypeVar
 
 import greenlet
 import trio
+from hypothesis.control import currently_in_test_context
+from hypothesis.internal.entropy import deterministic_PRNG
 from hypothesis.stateful import RuleBasedStateMachine
 
 # trio keeps "which run is active in this thread" in a thread-local, and greenlets share the
@@ -157,6 +163,12 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         self._watch_deadline = math.inf  # when the watchdog wakes next
         self._job_scope: trio.CancelScope | None = None
         self._watch_scope: trio.CancelScope | None = None
+        # trio's scheduler shuffles each batch of runnable tasks with its registered random, and
+        # trio-websocket draws ping payloads from `random`: outside a Hypothesis test case nothing
+        # seeds them, so seed them as Hypothesis does (seed 0) until the loop ends.
+        self._seeded = contextlib.ExitStack()
+        if not currently_in_test_context():
+            self._seeded.enter_context(deterministic_PRNG())
         self._loop = greenlet.greenlet(self._loop_main)
         _local.__dict__.setdefault("constructing", []).append(self)
         _local.live_loops = getattr(_local, "live_loops", 0) + 1
@@ -251,11 +263,14 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
     def _shutdown(self) -> None:
         """End the loop: cancel the nursery, let trio.run return, re-raise unreported errors."""
         loop = self._loop
-        if not loop.dead:
-            current = greenlet.getcurrent()
-            if loop.parent is not current:
-                loop.parent = current
-            loop.switch(None)  # None = stop; the greenlet returns when trio.run is done
+        try:
+            if not loop.dead:
+                current = greenlet.getcurrent()
+                if loop.parent is not current:
+                    loop.parent = current
+                loop.switch(None)  # None = stop; the greenlet returns when trio.run is done
+        finally:
+            self._seeded.close()  # the randoms' earlier states come back
         if self._ended_error is not None and not self._error_reported:
             self._raise_ended()
 

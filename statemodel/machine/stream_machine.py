@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -69,14 +70,22 @@ def event(label: str) -> None:
 
 
 def recorded(fn):
-    """Begin a recorder step named after the rule, with its arguments as reprs."""
+    """Record the rule as a step: its name and arguments (reprs), then what it did."""
 
     @functools.wraps(fn)
     def step(self, **kwargs):
         if self.recorder is not None:
             self.recorder.step(fn.__name__, {k: repr(v) for k, v in kwargs.items()})
         self.last_rule = fn.__name__
-        return fn(self, **kwargs)
+        try:
+            return fn(self, **kwargs)
+        finally:
+            # The step's network events, frames and the model's state after it: recorded here,
+            # not in Hypothesis' check_invariants, so a printed program run as plain Python (with
+            # or without its invariants_hold() lines) records what the run under Hypothesis did.
+            if self.recorder is not None and self.model is not None:
+                self.recorder.sync()
+                self.recorder.state(self.model.snapshot())
 
     return step
 
@@ -149,7 +158,6 @@ class StreamMachine(TrioStateMachine):
         self.context_counter = 0
         self.last_rule: str | None = None
         self.faulted = False  # a drop or degrade was applied since the last heal
-        self._trace_seen = 0
         self._progress: trio.Event | None = None  # set by the observers while settle waits
         self.recorder = None
         self.tracebacks = TracebackWatch().attach()  # the no-unhandled-exception invariant
@@ -188,6 +196,8 @@ class StreamMachine(TrioStateMachine):
     async def _boot(self, seed: int) -> None:
         self.target = self.build_target(seed)
         self.model = Model(expand=self.target.expected_chunks)
+        if self.recorder is not None:
+            self.recorder.watch(self.target.net)
         await self.target.start(self.nursery)
 
     async def trio_teardown(self) -> None:
@@ -196,12 +206,20 @@ class StreamMachine(TrioStateMachine):
 
     def teardown(self) -> None:
         try:
+            if self.model is not None and self.violations and sys.exc_info()[1] is None:
+                # Seen but never raised: a printed program run without its invariants_hold()
+                # lines (under Hypothesis, a violation is raised by the step that saw it).
+                self._raise_violation()
             if self.model is not None and not self.violations:
                 self._check_settled()
                 self.tracebacks.check()
         finally:
             self.tracebacks.detach()
-            super().teardown()
+            try:
+                super().teardown()
+            finally:
+                if self.recorder is not None:
+                    self.recorder.sync()  # what teardown put on the wire
 
     # ---- helpers ---------------------------------------------------------------------------
     def _step(self, async_fn, *args):
@@ -249,6 +267,8 @@ class StreamMachine(TrioStateMachine):
         async def dial():
             stream, link = await self.target.dial()
             handle.link = link
+            if self.recorder is not None:
+                self.recorder.owner(link, f"client:{handle.index}")
             return stream
 
         handle.client = self.target.new_client(dial, rng=random.Random(self.seed * 31 + handle.index))
@@ -752,27 +772,8 @@ class StreamMachine(TrioStateMachine):
         if self.violations:
             exc = self.violations[0]
             if self.recorder is not None and self.recorder.violated is None:
-                self.recorder.violation(exc.invariant, exc.expected, exc.actual)
+                self.recorder.violation(exc.invariant, exc.expected, exc.actual, exc.where)
             raise exc
-
-    def check_invariants(self, settings, output, runtimes) -> None:
-        if self.recorder is not None and self.model is not None:
-            self._record_trace()
-            self.recorder.state(self.model.snapshot())
-        try:
-            super().check_invariants(settings, output, runtimes)
-        except InvariantViolation as exc:
-            if self.recorder is not None and self.recorder.violated is None:
-                self.recorder.violation(exc.invariant, exc.expected, exc.actual)
-            raise
-
-    def _record_trace(self) -> None:
-        """Copy the network's new trace events (connects, faults, frames) into the recording."""
-        events = self.target.net.trace.events
-        for t, link, direction, kind, size, detail in events[self._trace_seen:]:
-            if kind in ("connect", "abort", "close", "eof", "frame", "drop", "hold", "release", "refused"):
-                self.recorder.event(t, "net", kind, f"link {link} {direction} {size}B {detail}".strip())
-        self._trace_seen = len(events)
 
     @invariant()
     def invariants_hold(self) -> None:
@@ -780,11 +781,16 @@ class StreamMachine(TrioStateMachine):
         every chunk, outcome and status event so far was allowed; the client's context
         holds nothing nobody set; buffers are within their bounds; nothing logged a
         traceback or a contained error of its own (server, client, trio-websocket)."""
-        self._raise_violation()
-        self.tracebacks.check()
-        if self.model is None:
-            return
-        for s in self.handles:
-            if s.client is not None:
-                self.model.check_context(s.index, dict(s.client.context))
-        self.target.check_bounds(self.model.largest_chunk)
+        try:
+            self._raise_violation()
+            self.tracebacks.check()
+            if self.model is None:
+                return
+            for s in self.handles:
+                if s.client is not None:
+                    self.model.check_context(s.index, dict(s.client.context))
+            self.target.check_bounds(self.model.largest_chunk)
+        except InvariantViolation as exc:
+            if self.recorder is not None and self.recorder.violated is None:
+                self.recorder.violation(exc.invariant, exc.expected, exc.actual, exc.where)
+            raise

@@ -90,6 +90,8 @@ class Pipe:
         rec = tr.record_bytes
         if rec:
             tr.add(now, self.link.id, self.direction, "send", len(data), "")
+        if tr.tap is not None:
+            tr.tap(now, self.link.id, self.direction, "send", data)
         segs = self.scanner.feed(data)
         if rec:
             for op, length in self.scanner.frames:
@@ -271,6 +273,8 @@ class Pipe:
                         self.buffered -= n
                         if self._writers:
                             self._writers.unpark_all()
+                    if data and self.trace.tap is not None:
+                        self.trace.tap(trio.current_time(), self.link.id, self.direction, "recv", data)
                     if not waited:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     return data

@@ -36,6 +36,9 @@ class Trace:
     def __init__(self, record_bytes: bool = True, limit: int | None = 1_000_000) -> None:
         self.record_bytes = record_bytes
         self.limit = limit
+        # Optional ``tap(t, link, direction, "send" | "recv", data)``: every chunk an endpoint
+        # writes or reads, for recordings that show the frames (report.wire). None: no cost.
+        self.tap = None
         self.events: list[tuple] = []
         self.dropped_events = 0
 

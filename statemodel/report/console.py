@@ -11,6 +11,10 @@ STYLE = {"fault": "bold red", "status": "yellow", "frame": "green", "recovery": 
 
 
 def _detail(detail) -> str:
+    if isinstance(detail, dict) and "summary" in detail and "to" in detail:  # a frame on the wire
+        arrived = detail.get("arrived")
+        when = f"arrived {arrived:.3f}" if isinstance(arrived, (int, float)) else "never arrived"
+        return f"→ {detail['to']}: {detail['summary']} ({when})"
     return detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
 
 
@@ -34,7 +38,8 @@ def print_timeline(recording: dict, console: Console, error: tuple[str, str] | N
                           highlight=False)
     v = recording.get("violation")
     if v:
-        console.print(f"[bold red]INVARIANT VIOLATED: {escape(v['invariant'])}[/] (after step {v.get('step')})")
+        where = f" at {v['where']}" if v.get("where") else ""
+        console.print(f"[bold red]INVARIANT VIOLATED: {escape(v['invariant'])}{escape(where)}[/] (after step {v.get('step')})")
         console.print(f"  expected: {escape(json.dumps(v['expected']))}", highlight=False)
         console.print(f"  actual:   {escape(json.dumps(v['actual']))}", highlight=False)
     elif error:

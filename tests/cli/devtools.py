@@ -1,0 +1,101 @@
+"""A headless Chromium driven over the DevTools protocol, for the timeline's browser tests.
+
+Chromium itself (no driver, no download): ``--remote-debugging-port=0`` writes the port to
+``DevToolsActivePort`` in the profile directory; a page target is opened over HTTP and spoken
+to over its WebSocket with trio-websocket. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import trio
+from trio_websocket import open_websocket_url
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# The flags that work on this machine (/work/.library/env/machines/python.md): no sandbox as
+# root, and no background networking, which a closed network refuses.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1500, height: int = 1100, start_timeout: float = 30.0):
+    """A running headless Chromium; yields its DevTools HTTP port."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                 f"--window-size={width},{height}", "about:blank"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            active = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + start_timeout
+            while not (active.exists() and active.read_text().strip()):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
+                time.sleep(0.05)
+            yield int(active.read_text().split()[0])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+class Page:
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, **params):
+        ident = next(self.ids)
+        await self.ws.send_message(json.dumps({"id": ident, "method": method, "params": params}))
+        with trio.fail_after(30):
+            while True:
+                reply = json.loads(await self.ws.get_message())
+                if reply.get("id") == ident:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+
+    async def evaluate(self, expression: str):
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def screenshot(self, clip: dict | None = None) -> bytes:
+        params = {"format": "png", "captureBeyondViewport": True}
+        if clip is not None:
+            params["clip"] = dict(clip, scale=1)
+        return base64.b64decode((await self.call("Page.captureScreenshot", **params))["data"])
+
+
+async def open_page(port: int, url: str):
+    """Open ``url`` in a new tab; returns (Page, closer) once the document has loaded."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?{urllib.parse.quote(url, safe='')}",
+                                     method="PUT")
+    target = json.loads(await trio.to_thread.run_sync(lambda: urllib.request.urlopen(request, timeout=10).read()))
+    return target["webSocketDebuggerUrl"]
+
+
+async def with_page(port: int, url: str, fn):
+    """Run ``await fn(page)`` against ``url`` loaded in a fresh tab."""
+    ws_url = await open_page(port, url)
+    with trio.fail_after(60):
+        async with open_websocket_url(ws_url, max_message_size=64 * 2**20) as ws:
+            page = Page(ws)
+            while await page.evaluate("document.readyState") != "complete":
+                await trio.sleep(0.05)
+            return await fn(page)

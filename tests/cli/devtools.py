@@ -96,6 +96,8 @@ async def with_page(port: int, url: str, fn):
     with trio.fail_after(60):
         async with open_websocket_url(ws_url, max_message_size=64 * 2**20) as ws:
             page = Page(ws)
-            while await page.evaluate("document.readyState") != "complete":
+            # A new tab starts on about:blank, which is "complete" before the URL loads.
+            loaded = f"location.href === {json.dumps(url)} && document.readyState === 'complete'"
+            while not await page.evaluate(loaded):
                 await trio.sleep(0.05)
             return await fn(page)

@@ -151,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
           + (f" ({all_failures} reported, grouped by root cause)" if all_failures != len(result.failures) else "")
           + f", trace_digest {result.trace_digest}")
     rates = result.rates
-    print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s "
-          f"({result.elapsed:.0f} s wall)")
+    shrinking = max((w.shrink_seconds for w in result.workers), default=0.0)
+    print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s generating "
+          f"({result.elapsed:.0f} s wall" + (f", {shrinking:.0f} s of it shrinking)" if shrinking else ")"))
     print_failures(result, out)
     for w in result.workers:
         if w.note:

@@ -141,9 +141,15 @@ class FuzzResult:
 
     @property
     def rates(self) -> dict[str, float]:
-        """Examples and steps per wall-clock second of the whole run (all workers)."""
-        seconds = self.elapsed or float("nan")
-        return {"examples_per_s": self.examples / seconds, "steps_per_s": self.steps / seconds}
+        """Examples and steps generated per wall-clock second, summed over the workers. A
+        worker's time spent shrinking does not count: the shrinker's runs are not examples."""
+        examples = steps = 0.0
+        for w in self.workers:
+            seconds = w.elapsed - w.shrink_seconds
+            if seconds > 0:
+                examples += w.examples / seconds
+                steps += w.steps / seconds
+        return {"examples_per_s": examples, "steps_per_s": steps}
 
     @property
     def faults(self) -> dict[str, int]:

@@ -90,3 +90,12 @@ def test_the_cli_takes_a_shrink_budget_and_says_when_it_was_spent(tmp_path):
     assert "shrink runs 0, replays" in proc.stdout
     bad = statemodel("fuzz", "--shrink-budget", "-1", cwd=tmp_path)
     assert bad.returncode == 2 and "must be 0 or more seconds" in bad.stderr
+
+
+def test_rates_count_generating_time_only():
+    from statemodel.fuzz.config import FuzzResult, WorkerResult
+
+    workers = [WorkerResult(worker=0, seed=1, examples=4, steps=200, elapsed=10.0, shrink_seconds=8.0),
+               WorkerResult(worker=1, seed=2, examples=30, steps=900, elapsed=10.0)]
+    rates = FuzzResult(FuzzConfig(workers=2), workers, "", 10.0).rates
+    assert rates == {"examples_per_s": 2.0 + 3.0, "steps_per_s": 100.0 + 90.0}

@@ -72,6 +72,7 @@ async def run_link(
     WebSocket-level input (`ws.local_error`: 1002, 1007, 1009) closes with its code.
     """
     result: list[tuple[int | None, str]] = []
+    failed: list[Exception] = []  # an exception `deliver` contained
 
     def contained(exc: Exception) -> None:
         on_error(exc)
@@ -83,19 +84,33 @@ async def run_link(
             result.append((code, reason))
         nursery.cancel_scope.cancel()
 
-    async def reader() -> None:
+    def deliver(msg: bytes | str) -> None:
+        """One message, in the library's reader task (or from `reader` below)."""
+        if link.close is not None or failed:
+            return  # closing: read nothing more
         try:
-            while link.close is None:
+            on_message(msg, trio.current_time())
+        except Exception as exc:  # noqa: BLE001 - contained: 1011, reported once
+            failed.append(exc)
+            contained(exc)
+            return
+        d = deadline()
+        if d < alarm.deadline:  # later moves can wait for the timer's next wakeup
+            alarm.deadline = d
+        changed.notify()
+
+    async def reader() -> None:
+        # Messages reach `deliver` in the library's own reader task where it offers that
+        # (no channel hop and no task switch per message); this task then only waits for
+        # the connection's end, which get_message() reports.
+        direct = getattr(ws, "deliver_to", None)
+        try:
+            if direct is not None:
+                for msg in direct(deliver):
+                    deliver(msg)
+            while link.close is None and not failed:
                 msg = await ws.get_message()  # bounded by the core's dead_after timer
-                try:
-                    on_message(msg, trio.current_time())
-                except Exception as exc:  # noqa: BLE001 - contained: 1011, reported once
-                    contained(exc)
-                    return
-                d = deadline()
-                if d < alarm.deadline:  # later moves can wait for the timer's next wakeup
-                    alarm.deadline = d
-                changed.notify()
+                deliver(msg)
         except ConnectionClosed as exc:
             local = getattr(ws, "local_error", None)
             if local is not None and link.close is None:
@@ -170,10 +185,14 @@ async def run_link(
                 changed.notify()
 
     alarm = trio.CancelScope(deadline=deadline())
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        nursery.start_soon(writer)
-        nursery.start_soon(timer)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            nursery.start_soon(writer)
+            nursery.start_soon(timer)
+    finally:
+        if getattr(ws, "deliver_to", None) is not None:
+            ws.deliver_to(None)
     if not result:  # cancelled from outside
         return (None, "cancelled")
     return result[0]

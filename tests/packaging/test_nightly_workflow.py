@@ -2,10 +2,11 @@
 
 The form, stated once: `pip install` and `apt-get` lines are not run (this environment is
 installed; .ci/run installs apt packages); `--duration 3600 --workers 4` becomes one second on
-two workers and the report goes to a scratch folder; the Redis service becomes the test Redis (STATEMODEL_REDIS_URL; the
-fuzz step is skipped without one, and said so at the end of the run); GitHub expressions
-become values; the long tests are only collected (`--collect-only`), since running them is
-what the workflow is for.
+one worker and the report goes to a scratch folder; the Redis service becomes the test Redis
+(STATEMODEL_REDIS_URL; the fuzz step is skipped without one, and said so at the end of the
+run); GitHub expressions become values; the long tests' command only collects one test file
+(`--collect-only`): its profile and marker must be valid, and running them is what the
+workflow is for.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ def test_the_workflow_is_scheduled_with_the_nightly_profile_and_redis():
 def _scaled(command: str, scratch: Path) -> str | None:
     if command.startswith(("pip install", "sudo apt-get")):
         return None
-    command = command.replace("--duration 3600", "--duration 1").replace("--workers 4", "--workers 2")
+    command = command.replace("--duration 3600", "--duration 1").replace("--workers 4", "--workers 1")
     command = command.replace("--report fuzz-report", f"--report {scratch / 'fuzz-report'}")
     command = re.sub(r"\$\{\{\s*github\.run_number\s*\}\}", "1", command)
     if REDIS:
         command = command.replace("redis://127.0.0.1:6379/0", REDIS)
     if command.startswith("pytest "):
-        command += " --collect-only -q"
+        command += " --collect-only -q tests/docs/test_readme.py"  # holds a slow test
     return command
 
 

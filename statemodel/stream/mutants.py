@@ -3,6 +3,10 @@
 Each name switches on one `if "name" in config.mutants:` at the precise place in
 `protocol.py`. A tester that misses one of these would miss the same bug in a real server.
 name -> (bug class, real-world precedent).
+
+The second group was written after the first 15 were all caught, from the classes the
+machine had never reached (issue 15) and from the trackers of real resumable streams; the
+precedent names the thread each one follows.
 """
 
 from __future__ import annotations
@@ -67,5 +71,42 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "token_not_checked": (
         "resume token not verified: anyone knowing a session id can take it over",
         "session fixation / missing HMAC comparison on resume (various WebSocket resume implementations)",
+    ),
+    # -- issue 15: classes the first 15 did not cover -------------------------------------
+    "dedupe_last_only": (
+        "receiver-side dedupe compares a sequenced item only with the last one received: an older copy is accepted and delivered again",
+        "SignalR stateful reconnect: after a reconnect either side may resend messages the peer already has and the receiver must skip every sequence id it has seen, not only the latest (dotnet/aspnetcore#50409, #55575; the Ack/Sequence rule quoted in mandrewcito/signalrcore#140)",
+    ),
+    "client_context_offline_dropped": (
+        "session context the client sets while disconnected is applied locally but never sent, so the two copies disagree after the resume",
+        "client state changed while offline never reaches the server: Socket.IO connection state recovery replays server->client packets only, users resync client state by hand (socketio/socket.io#5363); volatile emits are dropped while disconnected",
+    ),
+    "empty_resume_is_new": (
+        "a resume whose recv map is empty (the client has received nothing yet) is treated as a brand-new connection: the live session is replaced",
+        "Socket.IO connection state recovery fails when the client reconnects before the server emitted anything: the client's offset is undefined and the server's `typeof offset === \"string\"` check skips restoreSession (socketio/socket.io#5538)",
+    ),
+    "stale_connection_ends_session": (
+        "when an older connection of a session finally closes (fenced, or timed out after the client already resumed elsewhere) its cleanup removes the session the newer connection is using: the next resume finds nothing",
+        "Socket.IO 'socket recovery works only once': the old transport's ping timeout, firing after the client had recovered on a new one, breaks every later recovery (socketio/socket.io#4880)",
+    ),
+    "recovered_after_restart": (
+        "a restarted server accepts a resume token it can still verify, rebuilds the session empty under the client's id and answers 'recovered'",
+        "Centrifugo: an in-memory restart drops history and epoch, so clients must get recovered: false (centrifugal/centrifugo#798); centrifuge-go#160: a stale stream position accepted while reporting a successful recovery",
+    ),
+    "lost_ignored_by_client": (
+        "the client ignores the streams a welcome reports lost (looked up by JSON's string keys in an int-keyed table): they stay open forever",
+        "Centrifugo SDKs kept requesting recovery from a stale position instead of telling the app the state was lost (centrifugal/centrifuge-js#385, centrifuge-go#130); type confusion at a protocol boundary as in socketio/socket.io#5538",
+    ),
+    "fin_by_short_fragment": (
+        "a binary message's last fragment is recognised by being short: a message of exactly k x fragment_size never ends and merges with the next one",
+        "TFTP (RFC 1350 section 6): a block shorter than 512 bytes ends the transfer, so a file of an exact multiple needs a final empty block; implementations that forget it hang at exact multiples",
+    ),
+    "ttl_from_last_resume": (
+        "the session's time-to-live is counted from when a connection last attached, not from the disconnect: a session connected longer than session_ttl expires the moment it drops",
+        "Socket.IO connection state recovery failing for long-lived connections and for drops more than ~10 s after connecting (socketio/socket.io#5282, socketio/socket.io-redis-streams-adapter#48)",
+    ),
+    "trim_when_full": (
+        "the replay buffer is a ring: above its bound the oldest unacknowledged item is dropped silently instead of making the producer wait",
+        "Centrifugo history is a bounded stream (history_size): trimmed publications must yield recovered: false (centrifugal/centrifugo#798); SignalR's StatefulReconnectBufferSize exists because an unbounded resend buffer was not an option (dotnet/aspnetcore#49977)",
     ),
 }

@@ -217,6 +217,11 @@ class _Endpoint:
         self.buffered_bytes = 0
         self.buffered_items = 0
         self._order = 0
+        # Observation points for the tester's scenario coverage (read, never acted on):
+        # what the last resume replayed, as (stream, seq) in send order, and how often a
+        # producer found this end's own replay bounds reached and had to wait.
+        self.replayed: list[tuple[int, int]] = []
+        self.full_waits = 0
         self.link: Link | None = None
         self.ack_due: float | None = None
         self.ack_pending = 0
@@ -228,7 +233,9 @@ class _Endpoint:
         if "no_backpressure" in c.mutants:
             return True
         if self.buffered_bytes >= c.replay_max_bytes or self.buffered_items >= c.replay_max_count:
-            return False
+            if "trim_when_full" not in c.mutants:
+                self.full_waits += 1
+                return False
         b = self.budget
         if b is None:
             return True
@@ -285,6 +292,8 @@ class _Endpoint:
         self._order += 1
         st.buf.append(_Out(seq, self._order, data, len(payload), now))
         self.account(len(payload), 1)
+        if "trim_when_full" in self.config.mutants:
+            self._trim_oldest()
         if self.link is not None and self.link.ready and self.link.close is None:
             self.link.outbox.append(data)
         return seq
@@ -302,8 +311,19 @@ class _Endpoint:
 
     def push_message(self, sid: int, msg: str | bytes, now: float) -> None:
         kind, parts = split_message(msg, self.config.fragment_size, mutants=self.config.mutants)
+        short_means_last = kind == "b" and "fin_by_short_fragment" in self.config.mutants
         for i, part in enumerate(parts):
-            self.push("data", sid, now, {"fin": i == len(parts) - 1, "k": kind}, part)
+            fin = len(part) < self.config.fragment_size if short_means_last else i == len(parts) - 1
+            self.push("data", sid, now, {"fin": fin, "k": kind}, part)
+
+    def _trim_oldest(self) -> None:
+        """Mutant ``trim_when_full``: the replay buffer is a ring; above its bounds the oldest
+        unacknowledged item is dropped without a trace (no ``evicted_upto``)."""
+        c = self.config
+        while self.buffered_bytes > c.replay_max_bytes or self.buffered_items > c.replay_max_count:
+            oldest = min((st for st in self.out.values() if st.buf), key=lambda st: st.buf[0].order)
+            item = oldest.buf.popleft()
+            self.account(-item.size, -1)
 
     def _drop_through(self, st: _OutStream, seq: int) -> None:
         while st.buf and st.buf[0].seq <= seq:
@@ -369,10 +389,11 @@ class _Endpoint:
     def replay(self) -> None:
         """Queue every unacked item on the (new) link, in original global order."""
         assert self.link is not None
-        items = sorted((it for st in self.out.values() for it in st.buf), key=lambda it: it.order)
+        items = sorted(((it.order, sid, it) for sid, st in self.out.items() for it in st.buf), key=lambda x: x[0])
         if "replay_skips_first" in self.config.mutants:
             items = items[1:]
-        self.link.outbox.extend(it.data for it in items)
+        self.replayed = [(sid, it.seq) for _, sid, it in items]
+        self.link.outbox.extend(it.data for _, _, it in items)
 
     def evictable(self):
         """The out-streams whose items may age out (see ``evict_aged``); the eviction timer's
@@ -412,7 +433,8 @@ class _Endpoint:
         p = self.partial.get(f.sid)
         top = p.last if p is not None else last  # fragments of an unfinished message count
         if f.seq <= top and "no_dedupe" not in self.config.mutants:
-            return False
+            if f.seq == top or "dedupe_last_only" not in self.config.mutants:
+                return False
         if f.seq > top + 1:
             raise ProtocolError(
                 CloseCode.PROTOCOL_VIOLATION, f"gap on stream {f.sid}: got seq {f.seq}, expected {top + 1}"
@@ -588,6 +610,7 @@ class ServerSession:
         self.open: set[int] = set()  # streams whose app runs (no end/error pushed yet)
         self.max_sid = 0
         self.disconnected_at: float | None = now
+        self.attached_at = now  # the last hello that created or resumed it
         # Streams reported `lost` in the last welcome: retired once the client is known to
         # have read that welcome (it sent anything after it), else the next resume must
         # report them again (PROTOCOL.md §8a).
@@ -653,11 +676,22 @@ class ServerProtocol:
         if f.h["v"] != VERSION:
             raise ProtocolError(CloseCode.UNSUPPORTED_VERSION, f"version {str(f.h['v'])[:20]} not supported (this server speaks {VERSION})")
         r = f.h.get("resume")
+        if r is not None and not r["recv"] and "empty_resume_is_new" in self.config.mutants:
+            r = None  # `if resume.get("recv"):` -- a client that has received nothing yet is "new"
         lost: dict[int, str] = {}
         reason = None
         s = None
+        adopted = False
         if r is not None:
-            if r["epoch"] != self.epoch:
+            if r["epoch"] != self.epoch and "recovered_after_restart" in self.config.mutants and (
+                r["session"] not in self.sessions
+            ):
+                # Trusts a resume token it can still verify after a restart and rebuilds the
+                # session, empty, under the client's id: "recovered", though its state died.
+                s = ServerSession(self.config, r["session"], r["token"], now, self.budget)
+                self.sessions[s.id] = s
+                adopted = True
+            elif r["epoch"] != self.epoch:
                 reason = "epoch_changed"
             else:
                 s = self.sessions.get(r["session"])
@@ -675,7 +709,7 @@ class ServerProtocol:
             outcome = "new" if r is None else "reset"
         else:
             ep = s.ep
-            peer_recv = r["recv"]
+            peer_recv = {} if adopted else r["recv"]
             if "no_dedupe" not in self.config.mutants:
                 ep.on_acks(peer_recv)  # raises on ack beyond sent
             for sid, st in ep.out.items():
@@ -702,6 +736,7 @@ class ServerProtocol:
         ep = s.ep
         ep.link = conn
         s.disconnected_at = None
+        s.attached_at = now
         if "seq_restart_per_connection" in self.config.mutants:
             for st in ep.out.values():
                 st.next_seq = 1
@@ -779,6 +814,13 @@ class ServerProtocol:
         ours = conn.close  # the code we closed with, if we closed first
         conn.fail(CloseCode.ABNORMAL, "connection lost")
         s = conn.session
+        if (s is not None and s.ep.link is not conn and self.sessions.get(s.id) is s
+                and "stale_connection_ends_session" in self.config.mutants):
+            # The older connection's cleanup forgets the session the newer one still uses:
+            # it keeps working until its next resume, which finds nothing to resume.
+            del self.sessions[s.id]
+            self._expired[s.id] = None
+            return
         if s is not None and s.ep.link is conn:
             s.ep.link = None
             s.ep.drop_partials()  # never acked: replayed whole on resume
@@ -886,7 +928,7 @@ class ServerProtocol:
         d = self._stall_deadline()
         for s in self.sessions.values():
             if s.disconnected_at is not None:
-                d = min(d, s.disconnected_at + self.config.session_ttl)
+                d = min(d, self._ttl_origin(s) + self.config.session_ttl)
                 oldest = min((st.buf[0].t for st in s.ep.evictable() if st.buf), default=INF)
                 d = min(d, max(oldest + self.config.replay_max_age, s.disconnected_at))
         return d
@@ -896,10 +938,17 @@ class ServerProtocol:
         for s in list(self.sessions.values()):
             if s.disconnected_at is None:
                 continue
-            if now >= s.disconnected_at + self.config.session_ttl:
+            if now >= self._ttl_origin(s) + self.config.session_ttl:
                 self._end_session(s, "session_expired")
             else:
                 s.ep.evict_aged(now, self.config.replay_max_age)
+
+    def _ttl_origin(self, s: ServerSession) -> float:
+        """When the session's time-to-live started: its disconnect (mutant
+        ``ttl_from_last_resume``: the hello that last attached it)."""
+        if "ttl_from_last_resume" in self.config.mutants:
+            return s.attached_at
+        return s.disconnected_at
 
     def _end_session(self, s: ServerSession, reason: str) -> None:
         del self.sessions[s.id]
@@ -1049,7 +1098,7 @@ class ClientProtocol:
             self._new_endpoint()
             self.ep.link = link
             outcome = "reset"
-        else:
+        elif "lost_ignored_by_client" not in self.config.mutants:  # looked up as JSON's str keys
             for sid, why in sorted(lost.items()):
                 if sid in self.streams:
                     self.streams.discard(sid)
@@ -1134,6 +1183,10 @@ class ClientProtocol:
             self.ep.push("cancel", sid, now)
 
     def set_context(self, key: str, value: Any, now: float) -> None:
+        link = self.ep.link
+        if "client_context_offline_dropped" in self.config.mutants and (link is None or not link.ready):
+            self.ep.context[key] = value  # applied locally only, like an emit on a disconnected socket
+            return
         self.ep.set_context(key, value, now)
 
     def next_deadline(self) -> float:

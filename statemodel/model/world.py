@@ -36,6 +36,7 @@ class StreamState:
     delivered: int = 0
     outcome: tuple | None = None  # observed terminal: ("end",) | ("error", r) | ("reset", r) | ("cancelled",)
     session_generation: int = 0  # which of the session's incarnations opened it
+    must_reset: str | None = None  # the resume that reported it lost (the client must reset it)
 
     @property
     def open_for_commands(self) -> bool:
@@ -54,6 +55,9 @@ class SessionState:
     expired: bool = False  # cut off long enough (this incarnation) for expiry or eviction
     context: dict[str, Any] = field(default_factory=dict)
     maybe_context: dict[str, Any] = field(default_factory=dict)  # set on a stream then cancelled
+    # Set by the client after the server replaced its session, before the machine saw that
+    # resume: it belongs to the new incarnation and survives the reset that is coming.
+    pending_context: dict[str, Any] = field(default_factory=dict)
     streams: list[StreamKey] = field(default_factory=list)
     status: StatusChecker = field(default_factory=StatusChecker)
 
@@ -118,6 +122,17 @@ class Model:
         for k in st.context_keys:
             if k in s.context:
                 s.maybe_context[k] = s.context.pop(k)
+
+    def client_context(self, session: int, key: str, value: Any, pending: bool = False) -> None:
+        """The client set ``key = value`` in its session context (its own copy at once; the
+        server's once the ``ctx`` item arrives, through any number of resumes). ``pending``:
+        the client is already in a replacement session the machine has not seen reported."""
+        s = self.sessions[session]
+        if pending:
+            s.pending_context[key] = value
+        else:
+            s.context[key] = value
+            s.maybe_context.pop(key, None)
 
     def server_restarted(self) -> None:
         self.restarts += 1
@@ -217,39 +232,82 @@ class Model:
         """The client's first session exists; it was created by that server incarnation."""
         self.sessions[session].server_generation = server_generation
 
-    def reset_reported(self, session: int, reason: str | None, replaced_by: int | None) -> None:
+    def reset_reported(self, session: int, reason: str | None, replaced_by: int | None,
+                       resume: str = "", lost: tuple[StreamKey, ...] = ()) -> None:
         """The client reported resumed(reset). ``replaced_by``: the server generation of the
-        fresh session that replaced the old one, or None if the session survived (some streams
-        were lost to eviction)."""
+        fresh session that replaced the old one, or None if the session survived (``lost``:
+        the streams that resume reported lost). ``resume`` names the resume in messages.
+        Every stream the resume ended must then end with a reset on the client."""
         s = self.sessions[session]
+        where = f"session {session} {resume}".strip()
         if not self.may_reset(session):
             raise InvariantViolation(
                 "reset only when the protocol allows it",
-                f"session {session}",
+                where,
                 "resumed(recovered): no server restart, expiry or long outage happened",
                 f"resumed(reset, {reason})",
             )
+        ended = [self.streams[k] for k in lost]
         if replaced_by is not None:
+            ended = [self.streams[k] for k in s.streams if self.streams[k].session_generation == s.generation]
             s.generation += 1
             s.server_generation = replaced_by
             s.expired = False
-            s.context.clear()
+            s.context = dict(s.pending_context)
+            s.pending_context.clear()
             s.maybe_context.clear()
+        for st in ended:
+            if st.outcome is None and st.must_reset is None:
+                st.must_reset = f"{resume or 'a resume'} (reset, {reason})"
 
-    def recovered_reported(self, session: int, lost: tuple[int, ...]) -> None:
-        """The client reported resumed(recovered): nothing may have been lost in that resume."""
+    def recovered_reported(self, session: int, lost: tuple[int, ...], resume: str = "",
+                           epochs: tuple[str, str] | None = None, served_by: int | None = None) -> None:
+        """The client reported resumed(recovered): nothing may have been lost in that resume,
+        and the session's state must still be the server's: the welcome's epoch is the one
+        the session began under (``epochs``: before, after), and the server incarnation that
+        answered (``served_by``) is the one that created the session."""
+        s = self.sessions[session]
+        where = f"session {session} {resume}".strip()
         if lost:
             raise InvariantViolation(
                 "recovered only when nothing was lost",
-                f"session {session}",
+                where,
                 f"resumed(reset, ...) since the welcome reset streams {list(lost)}",
                 "resumed(recovered)",
             )
+        if epochs is not None and epochs[0] != epochs[1]:
+            raise InvariantViolation(
+                "recovered only under the session's own server epoch",
+                where,
+                f"resumed(reset, epoch_changed): the welcome's epoch {epochs[1]!r} is not the "
+                f"epoch {epochs[0]!r} the session began under (the server restarted)",
+                "resumed(recovered)",
+            )
+        if served_by is not None and served_by != s.server_generation:
+            raise InvariantViolation(
+                "recovered only under the session's own server epoch",
+                where,
+                f"resumed(reset, ...): server incarnation {s.server_generation} created the session, "
+                f"incarnation {served_by} (after {self.restarts} restart(s)) cannot hold its state",
+                "resumed(recovered)",
+            )
 
-    def session_replaced_silently(self, session: int, reason: str | None) -> None:
+    def lost_not_reset(self, session: int, lost: dict[int, StreamKey], resume: str) -> None:
+        """The client's stream ids (``lost``: id -> stream) that the resume reported lost and
+        the client still treats as open, right after it processed that welcome."""
+        if lost:
+            sid, key = min(lost.items())
+            raise InvariantViolation(
+                "every stream a resume reports lost is reset on the client",
+                f"session {session} {resume}".strip(),
+                f"stream {key[1]} (id {sid}) reset when the welcome named it lost",
+                f"the client still treats stream ids {sorted(lost)} as open",
+            )
+
+    def session_replaced_silently(self, session: int, reason: str | None, resume: str = "") -> None:
         raise InvariantViolation(
             "reset only when the protocol allows it",
-            f"session {session}",
+            f"session {session} {resume}".strip(),
             "resumed(reset): the server replaced the session, losing its state",
             f"resumed(recovered) with a new session id ({reason})",
         )
@@ -262,6 +320,8 @@ class Model:
         """The client's view of the session context never holds a value nobody set."""
         s = self.sessions[session]
         for k, v in observed.items():
+            if s.pending_context.get(k, _UNSET) == v:
+                continue
             if s.context.get(k, s.maybe_context.get(k, _UNSET)) != v:
                 raise InvariantViolation(
                     "session context preserved",
@@ -284,6 +344,11 @@ class Model:
         (where the target can show it) the server's, which later requests of the session see."""
         for key, st in self.streams.items():
             where = f"session {key[0]} stream {key[1]}"
+            if st.must_reset is not None and st.outcome is None:
+                raise InvariantViolation(
+                    "every stream a resume reports lost is reset on the client", where,
+                    f"reset, since {st.must_reset} ended it", "the stream is still open",
+                )
             if st.outcome is not None and st.outcome[0] in ("reset", "cancelled"):
                 continue
             if st.terminal_requested == ("cancelled",):

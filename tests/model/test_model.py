@@ -234,3 +234,72 @@ def test_undelivered_since_names_items_old_enough_to_have_aged_out():
     assert m.undelivered_since(s, before=7.0) and not m.undelivered_since(s, before=6.0)
     m.terminal(key, "end")
     assert not m.undelivered_since(s, before=100.0)
+
+
+# ---- resume outcomes, judged directly (issue 15) -------------------------------------------
+def test_recovered_under_another_epoch_names_the_resume():
+    m, s, _ = model_with_stream()
+    m.recovered_reported(s, (), "resume #1", epochs=("e1", "e1"), served_by=0)  # same epoch: fine
+    with pytest.raises(InvariantViolation, match=r"own server epoch violated at session 0 resume #2.*'e2'.*'e1'"):
+        m.recovered_reported(s, (), "resume #2", epochs=("e1", "e2"))
+
+
+def test_recovered_from_a_server_that_did_not_create_the_session():
+    m, s, _ = model_with_stream()
+    m.session_started(s, 0)
+    m.server_restarted()
+    with pytest.raises(InvariantViolation, match="incarnation 0 created the session, incarnation 1"):
+        m.recovered_reported(s, (), "resume #1", served_by=1)
+
+
+def test_recovered_with_lost_streams_names_them():
+    m, s, _ = model_with_stream()
+    with pytest.raises(InvariantViolation, match=r"recovered only when nothing was lost.*\[3\]"):
+        m.recovered_reported(s, (3,), "resume #1")
+
+
+def test_a_stream_reported_lost_must_be_reset_by_the_client():
+    m, s, key = model_with_stream()
+    m.session_expired(s)
+    m.reset_reported(s, "replay_evicted", None, "resume #1 at t=25.000", lost=(key,))
+    with pytest.raises(InvariantViolation, match=r"every stream a resume reports lost is reset.*resume #1 at t=25.000"):
+        m.check_quiescent({})
+    m.terminal(key, "reset", "replay_evicted")
+    m.check_quiescent({})
+
+
+def test_the_client_keeping_a_lost_stream_open_is_named_at_once():
+    m, s, key = model_with_stream()
+    m.lost_not_reset(s, {}, "resume #1")  # nothing left open: fine
+    with pytest.raises(InvariantViolation, match=r"resume #1.*still treats stream ids \[3\] as open"):
+        m.lost_not_reset(s, {3: key}, "resume #1")
+
+
+def test_a_replaced_session_resets_every_stream_it_had():
+    m, s, key = model_with_stream()
+    m.server_restarted()
+    m.reset_reported(s, "epoch_changed", 1, "resume #1")
+    with pytest.raises(InvariantViolation, match="reset, since resume #1 \\(reset, epoch_changed\\) ended it"):
+        m.check_quiescent({})
+
+
+# ---- context the client sets itself ----------------------------------------------------------
+def test_client_context_must_reach_both_copies():
+    m, s, _ = model_with_stream(chunks=())
+    m.client_context(s, "c1", 5)
+    m.check_context(s, {"c1": 5})
+    with pytest.raises(InvariantViolation, match=r"session context preserved violated at session 0 \(server side\)"):
+        m.check_quiescent({s: {"c1": 5}}, {s: {}})
+    m.check_quiescent({s: {"c1": 5}}, {s: {"c1": 5}})
+
+
+def test_client_context_set_in_an_unreported_replacement_survives_its_reset():
+    m, s, _ = model_with_stream(chunks=())
+    m.client_context(s, "c1", 1)
+    m.server_restarted()
+    m.client_context(s, "c2", 2, pending=True)  # the client already holds the new session
+    m.check_context(s, {"c2": 2})
+    m.reset_reported(s, "epoch_changed", 1)
+    assert m.sessions[s].context == {"c2": 2}
+    with pytest.raises(InvariantViolation, match="session context preserved"):
+        m.check_context(s, {"c1": 1})

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import trio
-from hypothesis import event as hypothesis_event, strategies as st
+import trio.testing
+from hypothesis import event as hypothesis_event, strategies as st, target as hypothesis_target
 from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, consumes, initialize, invariant, multiple, precondition, rule
 
 from statemodel.bridge import TrioStateMachine
+from statemodel.machine.edge import OPEN_AHEAD, TICK, resume_at
 from statemodel.machine.logwatch import TracebackWatch
 from statemodel.machine.options import MachineOptions
 from statemodel.machine.rogue import FORGED_TOKEN_CODE, SUPERSEDED_CODE, forge_resume, take_over
@@ -29,9 +31,11 @@ from statemodel.model import InvariantViolation, Model
 from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
 from statemodel.stream.errors import EndOfStream, SessionClosed, StreamError, StreamReset
+from statemodel.stream.frames import Frame, encode
 from statemodel.target import make_target
 from statemodel.strategies.faults import degrade_faults, drop_faults
 from statemodel.strategies.payloads import chunk_specs
+from statemodel.target.reference import BASE_LATENCY
 
 MAX_SESSIONS = 3
 MAX_STREAMS_PER_SESSION = 4
@@ -48,6 +52,27 @@ CONNECT_WAIT = 1.0  # virtual seconds `connect` waits for the first session
 REAL_FAULTED_CONNECT_WAIT = 0.1  # real seconds, while a fault is in force (tcp, netns)
 SETTLE_POLL = 0.02  # how often settle looks at the clients' context (which moves with no event the machine sees)
 REAL_POLL = 0.005  # how often waits on the real clock (tcp, netns) look again: every waited ms is paid for
+# Taking a client offline on purpose (``offline=True`` arguments): drop its connection, then
+# act once the client noticed and before its reconnect completes (a few link latencies).
+OFFLINE_WAIT = 0.25  # seconds to wait for the client to notice (or to resume again)
+OFFLINE_POLL = 0.0005
+REDELIVERED_KEY = "statemodel:redelivered"  # the context key a re-delivered ctx copy carries
+
+
+def redelivered_copy(to: str, sid: int, seq: int) -> Frame:
+    """A copy of item ``seq`` of stream ``sid`` bound for the ``to`` end ("client" or
+    "server"), which already has it. Receivers drop it by its seq alone (PROTOCOL.md §4), so
+    its content is a marker: a receiver that accepts it shows it as content nobody sent (a
+    chunk, an echo of the marker, a context key)."""
+    marker = f"statemodel: re-delivered copy of {to}-bound item {sid}:{seq}"
+    if sid == 0:
+        return Frame("ctx", {"s": 0, "q": seq, "key": REDELIVERED_KEY, "value": marker})
+    if to == "client":
+        return Frame("data", {"s": sid, "q": seq, "fin": True, "k": "t"}, marker.encode())
+    command = json.dumps({"op": "echo", "data": marker}).encode()
+    if seq == 1:
+        return Frame("open", {"s": sid, "q": 1, "k": "t"}, command)
+    return Frame("data", {"s": sid, "q": seq, "fin": True, "k": "t"}, command)
 
 
 async def _current_time() -> float:
@@ -124,6 +149,11 @@ class SessionHandle:
     down_since: float | None = None  # virtual time the client lost its connection
     closes: list[int | None] = field(default_factory=list)  # close code of each lost connection
     connects: int = 0  # Connected statuses so far
+    epochs: list[str] = field(default_factory=list)  # the server epoch at each Connected (reference client)
+    resumes: int = 0  # Resumed statuses so far: messages name the resume ("resume #2 at t=1.234")
+    client_keys: list[str] = field(default_factory=list)  # context keys this client set itself
+    in_replay: set = field(default_factory=set)  # ("s2c"|"c2s", stream, seq) the last resume replayed
+    gate: Any = None  # trio.Event: while set here and not yet fired, the client's dials wait (offline)
 
     def __repr__(self) -> str:
         return f"SessionHandle({self.index})"
@@ -158,6 +188,7 @@ class StreamMachine(TrioStateMachine):
         self.context_counter = 0
         self.last_rule: str | None = None
         self.faulted = False  # a drop or degrade was applied since the last heal
+        self.reached: set[str] = set()  # scenario classes this example reached (coverage.py)
         self._progress: trio.Event | None = None  # set by the observers while settle waits
         self.recorder = None
         self.tracebacks = TracebackWatch().attach()  # the no-unhandled-exception invariant
@@ -215,6 +246,9 @@ class StreamMachine(TrioStateMachine):
                 self.tracebacks.check()
         finally:
             self.tracebacks.detach()
+            if currently_in_test_context():
+                # Steer Hypothesis' target phase towards programs that reach more scenario classes.
+                hypothesis_target(float(len(self.reached)), label="scenario classes reached")
             try:
                 super().teardown()
             finally:
@@ -244,6 +278,91 @@ class StreamMachine(TrioStateMachine):
         if self.recorder is not None:
             self.recorder.event(trio.current_time(), lane, kind, detail)
 
+    # ---- scenario coverage (statemodel/machine/coverage.py) ----------------------------------
+    def _reach(self, scenario: str) -> None:
+        """The world is in ``scenario`` (one of coverage.SCENARIOS): count it once per example."""
+        if scenario in self.reached:
+            return
+        self.reached.add(scenario)
+        event(f"scenario: {scenario}")
+        if self.recorder is not None:
+            self.recorder.event(trio.current_time(), "machine", "scenario", scenario)
+
+    @staticmethod
+    def _proto(handle: SessionHandle):
+        """The reference client's sans-IO core (None for a factory target's own client)."""
+        return getattr(handle.client, "proto", None)
+
+    def _server_endpoint(self, session_id: str | None):
+        """The reference server's state for a session, where the target runs it in-process
+        (read for coverage only: what the server replayed, whether its buffer filled)."""
+        server = getattr(self.target, "server", None)
+        sessions = getattr(getattr(server, "proto", None), "sessions", None)
+        if session_id is None or not isinstance(sessions, dict):
+            return None
+        s = sessions.get(session_id)
+        return None if s is None else s.ep
+
+    def _observe_drop(self, handle: SessionHandle) -> None:
+        """A live connection of ``handle`` just dropped: what was in flight?"""
+        proto = self._proto(handle)
+        if proto is None:
+            return
+        if proto.ep.buffered_items >= 2:
+            self._reach("unacked_ge2_at_drop")
+        server = self._server_endpoint(handle.session_id)
+        if proto.ep.partial or (server is not None and server.partial):
+            self._reach("drop_inside_fragments")
+
+    def _observe_replay(self, handle: SessionHandle) -> None:
+        """What the resume that just completed replayed, both ways (the server's side where
+        the target shows it)."""
+        proto = self._proto(handle)
+        replays = []
+        if proto is not None:
+            replays.append(("c2s", proto.ep.replayed))
+        server = self._server_endpoint(handle.session_id)
+        if server is not None:
+            replays.append(("s2c", server.replayed))
+        handle.in_replay = {(d, sid, q) for d, items in replays for sid, q in items}
+        for _, items in replays:
+            sids = [sid for sid, _ in items]
+            if len(sids) > len(set(sids)):
+                self._reach("retransmit_non_last")
+            if 0 in sids:
+                self._reach("context_changed_offline")
+            runs = [sid for i, sid in enumerate(sids) if i == 0 or sids[i - 1] != sid]
+            if len(runs) > len(set(runs)):
+                self._reach("replay_interleaves_streams")
+
+    def _observe_buffers(self) -> None:
+        """After every step: did a producer find a replay buffer at its bound?"""
+        if "replay_buffer_full" in self.reached:
+            return
+        for h in self.handles:
+            proto = self._proto(h)
+            if proto is not None and proto.ep.full_waits:
+                self._reach("replay_buffer_full")
+                return
+        server = getattr(self.target, "server", None)
+        sessions = getattr(getattr(server, "proto", None), "sessions", None)
+        if isinstance(sessions, dict) and any(s.ep.full_waits for s in sessions.values()):
+            self._reach("replay_buffer_full")
+
+    def _observe_size(self, chunk) -> None:
+        """A delivered message of exactly k x fragment_size bytes, or one byte either side."""
+        size = getattr(getattr(self.target, "config", None), "fragment_size", None)
+        if not size:
+            return
+        if isinstance(chunk, str):
+            if len(chunk) * 4 < size - 1:
+                return
+            n = len(chunk.encode())
+        else:
+            n = len(chunk)
+        if n >= size - 1 and (n % size in (0, 1, size - 1)):
+            self._reach("size_at_fragment_multiple")
+
     # ---- sessions --------------------------------------------------------------------------
     @precondition(lambda self: self.model is not None and len(self.handles) < MAX_SESSIONS)
     @rule()
@@ -265,6 +384,8 @@ class StreamMachine(TrioStateMachine):
 
     async def _connect(self, handle: SessionHandle) -> None:
         async def dial():
+            if handle.gate is not None:  # held offline (expire_edge): the attempt stalls and times out
+                await handle.gate.wait()
             stream, link = await self.target.dial()
             handle.link = link
             if self.recorder is not None:
@@ -303,22 +424,50 @@ class StreamMachine(TrioStateMachine):
                         self.model.session_started(handle.index, self.target.generation_of(status.session))
                     handle.session_id = status.session
                     handle.down_since = None
+                    proto = self._proto(handle)
+                    handle.epochs.append(proto.epoch if proto is not None and proto.session == status.session else None)
                 elif isinstance(status, Disconnected):
                     handle.closes.append(status.code)
                     if handle.down_since is None:
                         handle.down_since = trio.current_time()
+                        self._observe_drop(handle)
                 elif isinstance(status, Resumed):
-                    event(f"resumed: {status.outcome} {status.reason or ''}".strip())
-                    if status.outcome == "reset":
-                        generation = self.target.generation_of(handle.session_id) if replaced else None
-                        self.model.reset_reported(handle.index, status.reason, generation)
-                    elif replaced:
-                        self.model.session_replaced_silently(handle.index, status.reason)
-                    else:
-                        self.model.recovered_reported(handle.index, status.lost)
+                    self._resumed(handle, status, replaced)
             except InvariantViolation as exc:
                 self._violation(exc)
             self._moved()
+
+    def _resumed(self, handle: SessionHandle, status: Resumed, replaced: bool) -> None:
+        """Judge one resume's outcome directly: ``recovered`` only when nothing was lost and
+        the session's server epoch did not change; every stream ``lost`` reset by the client."""
+        handle.resumes += 1
+        name = f"resume #{handle.resumes} at t={trio.current_time():.3f}"
+        event(f"resumed: {status.outcome} {status.reason or ''}".strip())
+        if status.outcome == "reset":
+            generation = self.target.generation_of(handle.session_id) if replaced else None
+            lost = () if replaced else self._lost_keys(handle, status.lost)
+            self.model.reset_reported(handle.index, status.reason, generation, name, tuple(lost.values()) if lost else ())
+            proto = self._proto(handle)
+            if lost and proto is not None:
+                self.model.lost_not_reset(handle.index, {sid: k for sid, k in lost.items() if sid in proto.streams}, name)
+        elif replaced:
+            self.model.session_replaced_silently(handle.index, status.reason, name)
+        else:
+            epochs = tuple(handle.epochs[-2:]) if len(handle.epochs) >= 2 and None not in handle.epochs[-2:] else None
+            self.model.recovered_reported(handle.index, status.lost, name, epochs,
+                                          self.target.generation_of(handle.session_id))
+        if not replaced:
+            self._observe_replay(handle)
+
+    def _lost_keys(self, handle: SessionHandle, lost: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+        """The machine's streams (model keys) behind the stream ids a welcome reported lost."""
+        generation = self.model.sessions[handle.index].generation
+        out = {}
+        for h in handle.streams:
+            st_ = self.model.streams[h.key]
+            if h.stream is not None and h.stream.stream_id in lost and st_.session_generation == generation:
+                out[h.stream.stream_id] = h.key
+        return out
 
     def _expire_if_long_down(self, handle: SessionHandle) -> None:
         """Cut off, a client's session may expire or lose replay data: allow a reset.
@@ -366,6 +515,9 @@ class StreamMachine(TrioStateMachine):
         async for command in receive:
             try:
                 if command == "cancel":
+                    proto = self._proto(handle.session)
+                    if proto is not None and self._live_link(proto) is None:
+                        self._reach("cancel_while_offline")
                     await handle.stream.cancel()
                 else:
                     await handle.stream.send(json.dumps(command).encode())
@@ -384,6 +536,10 @@ class StreamMachine(TrioStateMachine):
                 outcome = ("error", exc.reason)
             except StreamReset as exc:
                 outcome = ("reset", exc.reason)
+                # The client queues a stream's reset before the status events of the welcome
+                # that caused it: let the status watcher judge that resume first, so a wrong
+                # reset is reported as the resume that was wrong, not as this stream's outcome.
+                await self._statuses_read(handle.session)
             except SessionClosed as exc:
                 self._violation(InvariantViolation(
                     "no exception escapes as anything but a clear error",
@@ -400,6 +556,7 @@ class StreamMachine(TrioStateMachine):
                     self._violation(exc)
                     return
                 self._moved()
+                self._observe_size(chunk)
                 continue
             self._note(lane, "outcome", f"stream {handle.key[1]}: {outcome[0]}({outcome[1] or ''})")
             event(f"stream outcome: {outcome[0]}")
@@ -409,6 +566,20 @@ class StreamMachine(TrioStateMachine):
                 self._violation(exc)
             self._moved()
             return
+
+    async def _statuses_read(self, handle: SessionHandle) -> None:
+        """Return once the session's status watcher has handled every status event queued
+        so far (in virtual time: once every other task is blocked; on the real clock, a
+        bounded number of yields)."""
+        if self.clock is not None:
+            await trio.testing.wait_all_tasks_blocked()
+            return
+        status = getattr(handle.client, "status", None)
+        for _ in range(64):
+            if status is None or status.statistics().current_buffer_used == 0:
+                break
+            await trio.sleep(0)
+        await trio.sleep(0)
 
     def _command(self, handle: StreamHandle, command: dict) -> None:
         self.model.command(handle.key, command, self._now())
@@ -456,15 +627,119 @@ class StreamMachine(TrioStateMachine):
             return
         self._command(stream, {"op": "fail", "reason": reason})
 
-    @rule(stream=consumes(streams))
+    @rule(stream=consumes(streams), offline=st.booleans())
     @recorded
-    def cancel(self, stream: StreamHandle) -> None:
+    def cancel(self, stream: StreamHandle, offline: bool = False) -> None:
+        """Cancel the stream; ``offline``: first drop the connection, and cancel before the
+        client is back (the cancel must be queued and delivered after the resume)."""
         stream.released = True
         if self._skip_closed(stream):
             return
+        if offline:
+            self.run(self._go_offline, stream.session)
         self.model.cancel(stream.key, self._now())
         stream.outbox.send_nowait("cancel")
         self.run(trio.sleep, STEP)
+
+    @precondition(lambda self: self.model is not None)
+    @rule(session=SESSION, value=CONTEXT_VALUES, overwrite=st.booleans(), offline=st.booleans())
+    @recorded
+    def client_set_context(self, session: int, value, overwrite: bool = False, offline: bool = False) -> None:
+        """The client application sets session context itself (PROTOCOL.md §8: ctx items
+        flow both ways). ``overwrite``: its own last key again, so order matters;
+        ``offline``: first drop the connection, and set it before the client is back."""
+        handle = self._session(session)
+        if handle.client is None:
+            return
+        if offline:
+            self.run(self._go_offline, handle)
+        if overwrite and handle.client_keys:
+            key = handle.client_keys[-1]
+        else:
+            self.context_counter += 1
+            key = f"c{self.context_counter}"
+            handle.client_keys.append(key)
+        self._step(self._client_set_context, handle, key, value)
+
+    async def _client_set_context(self, handle: SessionHandle, key: str, value) -> None:
+        proto = self._proto(handle)
+        live = proto is None or self._live_link(proto) is not None
+        # A welcome the status watcher has not reported yet may have replaced the session: the
+        # key then belongs to the new incarnation (no checkpoint between this and the set).
+        pending = proto is not None and handle.session_id is not None and proto.session != handle.session_id
+        self.model.client_context(handle.index, key, value, pending)
+        self._reach("client_context_online" if live else "client_context_offline")
+        if not live:
+            self._reach("context_changed_offline")
+        try:
+            await handle.client.set_context(key, value)
+        except SessionClosed:
+            pass  # the client gave up: its stream consumers report that violation
+
+    @precondition(lambda self: self.model is not None)
+    @rule(session=SESSION, to=st.sampled_from(["client", "server"]), back=st.integers(1, 3))
+    @recorded
+    def redeliver(self, session: int, to: str, back: int) -> None:
+        """A copy of an item the receiver already has arrives again on the live connection,
+        ``back`` items before the newest it has (a relay replaying its buffer; a peer that
+        resends from its last ack instead of the resume position). Receivers drop every seq
+        at or below their last (PROTOCOL.md §4), whatever the copy holds."""
+        handle = self._session(session)
+        proto = self._proto(handle)
+        if proto is None or self._live_link(proto) is None:
+            event("redeliver: no live connection")
+            return
+        self._step(self._redeliver, handle, to, back)
+
+    async def _redeliver(self, handle: SessionHandle, to: str, back: int) -> None:
+        proto = self._proto(handle)
+        link = self._live_link(proto)
+        if link is None:
+            return
+        if to == "client":  # what the client received: S->C streams it still reads, and stream 0
+            last_of = {sid: q for sid, q in proto.ep.recv.items() if sid == 0 or sid in proto.streams}
+        else:  # what the server acknowledged: streams whose app still takes commands, and stream 0
+            live = {h.stream.stream_id for h in handle.streams
+                    if h.stream is not None and h.stream._live() and self.model.streams[h.key].open_for_commands}
+            last_of = {sid: st_.acked for sid, st_ in proto.ep.out.items() if sid == 0 or sid in live}
+        candidates = [(q, -sid) for sid, q in last_of.items() if q >= 1]
+        if not candidates:
+            event(f"redeliver: nothing the {to} has yet")
+            return
+        last, sid = max(candidates)
+        sid = -sid
+        seq = max(1, last - back)
+        frame = redelivered_copy(to, sid, seq)
+        self._note("net", "redeliver", f"{to}-bound copy of item {sid}:{seq} (its last is {last})")
+        if seq < last:
+            self._reach(f"older_item_to_{to}")
+        if to == "client":
+            handle.client._on_message(encode(frame), trio.current_time())
+        else:
+            link.send(frame)
+            handle.client._changed.notify()
+            await trio.sleep(STEP)  # a server that accepted the copy answers within this step
+
+    async def _go_offline(self, handle: SessionHandle) -> None:
+        """Drop the client's live connection and return once the client noticed, before its
+        reconnect completes: what the caller does next happens while it is offline."""
+        proto = self._proto(handle)
+        if proto is None or handle.link is None or self._live_link(proto) is None:
+            return
+        await self._apply(handle, F.Abort())
+        with trio.move_on_after(OFFLINE_WAIT):
+            while self._live_link(proto) is not None:
+                await trio.sleep(OFFLINE_POLL)
+
+    async def _drop_until(self, handle: SessionHandle, done) -> None:
+        """Drop the client's connection, then wait (bounded) until ``done()``."""
+        proto = self._proto(handle)
+        if proto is None or handle.link is None:
+            return
+        await self._apply(handle, F.Abort())
+        with trio.move_on_after(OFFLINE_WAIT):
+            while not done():
+                await trio.sleep(OFFLINE_POLL)
 
     def _live_streams(self) -> bool:
         """Some stream is still running, so a server restart has something to lose."""
@@ -596,7 +871,28 @@ class StreamMachine(TrioStateMachine):
     @recorded
     def restart_server(self) -> None:
         """The server process dies and comes back empty: clients must see reset, never silent loss."""
+        self._restart()
+
+    @not_again("restart_during_resume")
+    @precondition(lambda self: self.target is not None and self.target.can_restart and self._live_streams()
+                  and any(h.session_id for h in self.handles))
+    @rule(session=SESSION)
+    @recorded
+    def restart_during_resume(self, session: int) -> None:
+        """The server dies while this client's resume is in flight: its connection drops, it
+        redials, and the restart lands after its hello was sent, before any welcome."""
+        handle = self._session(session)
+        proto = self._proto(handle)
+        if proto is not None and handle.session_id is not None:
+            self.run(self._drop_until, handle, lambda: proto.link is not None and not proto.link.ready)
+        self._restart()
+
+    def _restart(self) -> None:
         event("fault: server restart")
+        for h in self.handles:
+            proto = self._proto(h)
+            if proto is not None and proto.session is not None and proto.link is not None and not proto.link.ready:
+                self._reach("resume_races_restart")
         self.model.server_restarted()
         self._step(self.target.restart_server)
 
@@ -627,14 +923,15 @@ class StreamMachine(TrioStateMachine):
 
     @not_again("take_over")
     @precondition(lambda self: not self.faulted and (self.real_time or any(h.session_id for h in self.handles)))
-    @rule(session=SESSION)
+    @rule(session=SESSION, during_replay=st.booleans())
     @recorded
-    def take_over(self, session: int) -> None:
+    def take_over(self, session: int, during_replay: bool = False) -> None:
         """A second connection resumes this session with its real token and position (the
         client's old connection lingering after a network handover, a second tab). The
         server must fence the client's connection, and fence this one with 4006 once the
         client resumes again (PROTOCOL.md §7.3); nothing may be lost, since the second
-        connection never acks. Only a connection the client had at that moment is judged,
+        connection never acks. ``during_replay``: the client's connection drops first, and
+        the second one arrives just after the client resumed, while its replay is unacked. Only a connection the client had at that moment is judged,
         and not its close code: a half-open link (not healed) or an armed truncation may eat
         the close frame."""
         handle = self._session(session)
@@ -643,9 +940,20 @@ class StreamMachine(TrioStateMachine):
             event("take_over: session not connected")
             return
         resume = {"session": proto.session, "token": proto.token, "epoch": proto.epoch, "recv": dict(proto.ep.recv)}
+        if during_replay:
+            # The client's connection drops and it resumes; the second connection is the old
+            # one, with the position from before the drop, arriving while the client's replay
+            # is still unacknowledged.
+            connects = handle.connects
+            self.run(self._drop_until, handle, lambda: handle.connects > connects)
         seen = []  # the client's live link and its connects when the server welcomed the second connection
-        kind, detail = self._step(take_over, self._rogue_dial, resume, self.target.recovery_bound(),
-                                  lambda: seen.append((self._live_link(proto), handle.connects)),
+
+        def on_welcome():
+            seen.append((self._live_link(proto), handle.connects))
+            if self._replay_unacked(handle):
+                self._reach("fencing_during_replay")
+
+        kind, detail = self._step(take_over, self._rogue_dial, resume, self.target.recovery_bound(), on_welcome,
                                   self._rogue_request())
         self._note("net", "rogue", f"second connection resumed session {handle.index}: {kind} {detail}")
         event(f"take_over: {kind}")
@@ -666,6 +974,88 @@ class StreamMachine(TrioStateMachine):
                 f"{kind} {detail}",
             ))
         self._raise_violation()
+
+    def _replay_unacked(self, handle: SessionHandle) -> bool:
+        """Some item the client's last resume replayed (either way) is still unacknowledged."""
+        proto = self._proto(handle)
+        server = self._server_endpoint(handle.session_id)
+        for direction, sid, seq in handle.in_replay:
+            ep = proto.ep if direction == "c2s" else server
+            st_ = ep.out.get(sid) if ep is not None else None
+            if st_ is not None and any(item.seq == seq for item in st_.buf):
+                return True
+        return False
+
+    @not_again("expire_edge")
+    @precondition(lambda self: self.clock is not None and not self.faulted
+                  and any(h.session_id for h in self.handles))
+    @rule(session=SESSION, deadline=st.sampled_from(["ttl", "age"]), ticks=st.sampled_from([-1, 1, 0]))
+    @recorded
+    def expire_edge(self, session: int, deadline: str, ticks: int) -> None:
+        """The client goes offline and a resume of its session (its real token and position:
+        its old connection, say) reaches the server ``ticks`` ms from the session's expiry
+        (``ttl``) or from its oldest item's eviction (``age``). One tick before, the session
+        and that item must still be there; one tick after the expiry, the session must be gone
+        (PROTOCOL.md §6, §9). Then the client comes back and resumes as usual."""
+        handle = self._session(session)
+        proto = self._proto(handle)
+        config = getattr(self.target, "config", None)
+        if proto is None or config is None or self._server_endpoint(handle.session_id) is None \
+                or self._live_link(proto) is None:
+            event("expire_edge: needs a connected session on an in-process reference server")
+            return
+        resume = {"session": proto.session, "token": proto.token, "epoch": proto.epoch, "recv": dict(proto.ep.recv)}
+        handle.gate = trio.Event()
+        try:
+            verdict = self.run(self._expire_edge, handle, resume, config, deadline, ticks)
+        finally:
+            handle.gate.set()
+            handle.gate = None
+        self._note("net", "rogue", f"resume of session {handle.index} at {deadline} deadline {ticks:+d} ms: {verdict}")
+        event(f"expire_edge: {verdict}")
+        self.run(trio.sleep, STEP)
+        self._raise_violation()
+
+    async def _expire_edge(self, handle: SessionHandle, resume: dict, config, deadline: str, ticks: int) -> str:
+        await self._apply(handle, F.Abort())
+        session = self.target.server.proto.sessions.get(handle.session_id)
+        with trio.move_on_after(OFFLINE_WAIT):
+            while session is not None and session.disconnected_at is None:
+                await trio.sleep(OFFLINE_POLL)
+        if session is None or session.disconnected_at is None:
+            return "session gone before the probe"
+        if deadline == "ttl":
+            at = session.disconnected_at + config.session_ttl
+        else:
+            oldest = min(((st_.buf[0].t, sid) for sid, st_ in session.ep.out.items()
+                          if st_.buf and sid != 0 and sid not in session.ep.finished), default=None)
+            if oldest is None:
+                return "no item to age"
+            at, aged_sid = oldest[0] + config.replay_max_age, oldest[1]
+        if at - TICK <= trio.current_time() + OPEN_AHEAD:
+            return "deadline already (nearly) passed"  # e.g. an item that aged while connected
+        one_way = BASE_LATENCY.seconds
+        welcome = await resume_at(self._rogue_dial, resume, at + ticks * TICK, one_way, self.target.recovery_bound())
+        if welcome is None:
+            return "no welcome"
+        if abs(trio.current_time() - (at + ticks * TICK + one_way)) <= TICK / 2:
+            self._reach("expiry_boundary")
+        alive = welcome.get("session") == resume["session"]
+        where = f"session {handle.index}, a resume {ticks:+d} ms from its {deadline} deadline (t={at:.3f})"
+        if deadline == "ttl" and ticks < 0 and not alive:
+            self._violation(InvariantViolation(
+                "sessions live for session_ttl after their disconnect", where,
+                "the session resumed (same id)", f"{welcome.get('outcome')}({welcome.get('reason')})"))
+        elif deadline == "ttl" and ticks > 0 and alive:
+            self._violation(InvariantViolation(
+                "sessions expire session_ttl after their disconnect", where,
+                "reset(session_expired): the session expired a tick ago", f"{welcome.get('outcome')} (same session id)"))
+        elif deadline == "age" and ticks < 0 and aged_sid in welcome.get("lost", {}):
+            self._violation(InvariantViolation(
+                "no eviction before replay_max_age", where,
+                f"stream {aged_sid}'s oldest item kept (it is a tick younger than replay_max_age)",
+                f"lost {welcome.get('lost')}"))
+        return f"{welcome.get('outcome')} {welcome.get('reason') or ''}".strip()
 
     @staticmethod
     def _live_link(proto):
@@ -790,6 +1180,7 @@ class StreamMachine(TrioStateMachine):
                 if s.client is not None:
                     self.model.check_context(s.index, dict(s.client.context))
             self.target.check_bounds(self.model.largest_chunk)
+            self._observe_buffers()
         except InvariantViolation as exc:
             if self.recorder is not None and self.recorder.violated is None:
                 self.recorder.violation(exc.invariant, exc.expected, exc.actual, exc.where)

@@ -1,0 +1,139 @@
+"""Issue 15's blind spots, reached on purpose: older items re-delivered both ways, context set
+by the client (online and offline), resume outcomes judged directly. Each mutant written for
+them fails a short program here that the correct implementation passes, with a message that
+names what was wrong; the hunts (test_mutants_caught.py) find them without being told how."""
+
+from __future__ import annotations
+
+import pytest
+
+from statemodel.machine import MachineOptions, machine_class
+from statemodel.model import InvariantViolation
+from statemodel.net.faults import Abort, HalfOpen, Partition
+
+TEXT = [{"kind": "text", "seed": 1, "chars": 3}, {"kind": "text", "seed": 2, "chars": 3}]
+BYTES_64K = [{"kind": "bytes", "seed": 1, "size": 65536}]
+
+
+def run(program, mutants=(), **boot):
+    """Run ``program(state, first_stream)`` after boot and settle; return the machine."""
+    state = machine_class(MachineOptions(mutants=frozenset(mutants)))()
+    try:
+        first = state.boot(**{"seed": 0, "chunks": [], "context": 1, **boot})
+        program(state, first)
+        state.invariants_hold()
+    finally:
+        state.teardown()  # settles: everything delivered, both context copies equal
+    return state
+
+
+def older_copy_to_client(state, first):
+    state.emit(stream=first, chunks=TEXT)
+    state.advance(seconds=0.1)
+    state.redeliver(session=0, to="client", back=1)
+
+
+def older_copy_to_server(state, first):
+    state.echo(stream=first, data="a")
+    state.echo(stream=first, data="b")
+    state.advance(seconds=0.1)
+    state.redeliver(session=0, to="server", back=1)
+
+
+def context_set_offline(state, first):
+    state.client_set_context(session=0, value=5, offline=True)
+
+
+def context_overwritten_online_then_drop(state, first):
+    state.client_set_context(session=0, value=5)
+    state.client_set_context(session=0, value=6, overwrite=True)
+    state.drop(session=0, fault=Abort())
+
+
+def drop_before_anything_arrived(state, first):
+    state.drop(session=0, fault=Abort())
+
+
+def second_connection_then_drop(state, first):
+    state.take_over(session=0)
+    state.drop(session=0, fault=Abort())
+
+
+def long_connected_then_drop(state, first):
+    state.advance(seconds=30.0)
+    state.advance(seconds=30.0)
+    state.drop(session=0, fault=Abort())
+
+
+def data_evicted_during_outage(state, first):
+    state.emit(stream=first, chunks=TEXT[:1])
+    state.degrade(fault=Partition(direction="s2c"))
+    state.emit(stream=first, chunks=TEXT[1:])
+    state.outage(seconds=25.0)
+
+
+def exact_multiples_of_the_fragment_size(state, first):
+    state.emit(stream=first, chunks=BYTES_64K + BYTES_64K)
+
+
+def big_message_then_drop(state, first):
+    state.emit(stream=first, chunks=[{"kind": "bytes", "seed": 1, "size": 2 * 1024 * 1024}])
+    state.drop(session=0, fault=Abort())
+
+
+# mutant -> (program, the scenario class it reaches, the invariant the mutant breaks)
+CASES = {
+    "dedupe_last_only": (older_copy_to_server, "older_item_to_server", "content never sent: 'statemodel: re-delivered"),
+    "client_context_offline_dropped": (context_set_offline, "client_context_offline",
+                                       r"session context preserved violated at session 0 \(server side\)"),
+    "empty_resume_is_new": (drop_before_anything_arrived, None,
+                            r"reset only when the protocol allows it violated at session 0 resume #1"),
+    "stale_connection_ends_session": (second_connection_then_drop, None,
+                                      r"reset only when the protocol allows it violated at session 0 resume #1"),
+    "recovered_after_restart": (lambda state, first: state.restart_server(), None,
+                                r"recovered only under the session's own server epoch violated at session 0 resume #1"),
+    "lost_ignored_by_client": (data_evicted_during_outage, None,
+                               r"every stream a resume reports lost is reset on the client violated at session 0 resume #1"),
+    "ttl_from_last_resume": (long_connected_then_drop, None,
+                             r"reset only when the protocol allows it violated at session 0 resume #1 at t=60"),
+    "fin_by_short_fragment": (exact_multiples_of_the_fragment_size, "size_at_fragment_multiple", "no loss at quiescence"),
+    "trim_when_full": (big_message_then_drop, "replay_buffer_full", "gap on stream 1"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(CASES))
+def test_each_new_mutant_fails_a_short_program_the_reference_passes(mutant):
+    program, scenario, message = CASES[mutant]
+    state = run(program)
+    if scenario is not None:
+        assert scenario in state.reached, sorted(state.reached)
+    with pytest.raises(InvariantViolation, match=message):
+        run(program, [mutant])
+
+
+def test_an_older_copy_reaches_the_client_and_a_last_only_dedupe_delivers_it():
+    assert "older_item_to_client" in run(older_copy_to_client).reached
+    with pytest.raises(InvariantViolation, match="re-delivered copy of client-bound item 1:1"):
+        run(older_copy_to_client, ["dedupe_last_only"])
+
+
+def test_context_the_client_overwrites_reaches_the_server_in_order():
+    state = run(context_overwritten_online_then_drop)
+    assert {"client_context_online", "unacked_ge2_at_drop"} <= state.reached
+    assert state.model.sessions[0].context["c2"] == 6
+
+
+BIG = [{"kind": "bytes", "seed": 1, "size": 300_000}]  # 19 fragments of 16 KiB on the sim
+
+
+@pytest.mark.parametrize("scenario, program", [
+    ("fencing_during_replay", lambda state, first: (state.emit(stream=first, chunks=BIG),
+                                                     state.take_over(session=0, during_replay=True))),
+    ("resume_races_restart", lambda state, first: (state.emit(stream=first, chunks=TEXT),
+                                                    state.restart_during_resume(session=0))),
+    ("cancel_while_offline", lambda state, first: state.cancel(stream=first, offline=True)),
+    ("retransmit_non_last", lambda state, first: (state.emit(stream=first, chunks=BIG),
+                                                   state.drop(session=0, fault=Abort()))),
+])
+def test_rules_built_for_a_scenario_reach_it_on_the_correct_server(scenario, program):
+    assert scenario in run(program).reached

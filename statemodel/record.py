@@ -10,7 +10,9 @@ Conventions for ``event(t, lane, kind, detail)``:
 - ``kind == "fault"``: ``detail`` is the fault's repr (``Drop(kind='rst')``) or a dict with a
   ``"fault"`` key; the fault *kind* counted by progress and summaries is its class name;
 - ``kind == "recovery"``: ``detail`` is a dict with ``"seconds"`` (virtual time from heal to
-  recovered); progress shows the slowest one.
+  recovered); progress shows the slowest one;
+- ``kind == "scenario"``: ``detail`` names a scenario class the run reached
+  (``statemodel.machine.coverage``); summaries count the examples that reached each.
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ class Collector:
         self.runs: dict[str, int] = dict.fromkeys(RUN_KINDS, 0)
         self.run_steps: dict[str, int] = dict.fromkeys(RUN_KINDS, 0)
         self.faults: Counter[str] = Counter()
+        self.scenarios: Counter[str] = Counter()  # examples that reached each scenario class
         self.slowest_recovery: float | None = None
         self.best_failing_steps: int | None = None
         self.listener = None  # called with the collector after each recording is folded
@@ -287,14 +290,19 @@ class Collector:
                 self.best_failing_steps = len(rec.steps)
         if kind in ("generate", "discarded"):
             self._hash.update(rec.digest().encode() + b"\n")
+            reached = set()
             for ev in rec.events():
                 if ev["kind"] == "fault":
                     self.faults[fault_kind(ev["detail"])] += 1
+                elif ev["kind"] == "scenario":
+                    reached.add(str(ev["detail"]))
                 elif ev["kind"] == "recovery" and isinstance(ev["detail"], dict):
                     seconds = ev["detail"].get("seconds")
                     if isinstance(seconds, (int, float)):
                         if self.slowest_recovery is None or seconds > self.slowest_recovery:
                             self.slowest_recovery = float(seconds)
+            if kind == "generate":  # per example, as `examples` counts them
+                self.scenarios.update(reached)
         if self.listener is not None:
             self.listener(self)
 

@@ -154,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
     shrinking = max((w.shrink_seconds for w in result.workers), default=0.0)
     print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s generating "
           f"({result.elapsed:.0f} s wall" + (f", {shrinking:.0f} s of it shrinking)" if shrinking else ")"))
+    from statemodel.fuzz.machine import DEFAULT_MACHINE, machine_spec
+
+    if result.examples and (result.scenarios or machine_spec(config.machine) == DEFAULT_MACHINE):
+        from statemodel.machine.coverage import format_table
+
+        print(format_table(result.scenarios, result.examples))
     print_failures(result, out)
     for w in result.workers:
         if w.note:

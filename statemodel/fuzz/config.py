@@ -75,6 +75,7 @@ class WorkerResult:
     examples: int = 0
     steps: int = 0
     faults: dict[str, int] = dataclasses.field(default_factory=dict)
+    scenarios: dict[str, int] = dataclasses.field(default_factory=dict)  # examples per scenario class
     slowest_recovery: float | None = None
     trace_digest: str = ""
     failures: list[Failure] = dataclasses.field(default_factory=list)
@@ -156,6 +157,15 @@ class FuzzResult:
         total: dict[str, int] = {}
         for w in self.workers:
             for k, v in w.faults.items():
+                total[k] = total.get(k, 0) + v
+        return dict(sorted(total.items()))
+
+    @property
+    def scenarios(self) -> dict[str, int]:
+        """Examples that reached each scenario class, over all workers (machine/coverage.py)."""
+        total: dict[str, int] = {}
+        for w in self.workers:
+            for k, v in w.scenarios.items():
                 total[k] = total.get(k, 0) + v
         return dict(sorted(total.items()))
 

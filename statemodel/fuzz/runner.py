@@ -283,6 +283,7 @@ def run_worker(
     result.shrink_runs, result.replays = col.runs["shrink"], col.runs["replay"]
     result.discarded = col.runs["discarded"]
     result.faults = dict(sorted(col.faults.items()))
+    result.scenarios = dict(sorted(col.scenarios.items()))
     result.slowest_recovery = col.slowest_recovery
     result.trace_digest = col.digest()
     result.elapsed = time.monotonic() - started

@@ -10,6 +10,7 @@ from pathlib import Path
 import hypothesis
 
 from statemodel.fuzz.config import Failure, FuzzResult
+from statemodel.machine.coverage import coverage_table
 from statemodel.record import canonical
 from statemodel.report.repro import render_repro
 from statemodel.report.timeline import render_html
@@ -63,6 +64,7 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
         "shrink_runs": result.shrink_runs,
         "replays": result.replays,
         "faults": result.faults,
+        "scenarios": coverage_table(result.scenarios, result.examples),
         "slowest_recovery": result.slowest_recovery,
         # One entry per root cause (statemodel.fuzz.causes); "count" says how many failures
         # Hypothesis, the batches and the workers reported for it.

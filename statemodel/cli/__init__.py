@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("fuzz", "replay", "mutants", "bench", "serve", "proxy", "soak")
+SUBCOMMANDS = ("fuzz", "replay", "mutants", "conform", "bench", "serve", "proxy", "soak")
 
 
 def build_parser() -> argparse.ArgumentParser:

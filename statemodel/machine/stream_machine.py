@@ -57,6 +57,9 @@ REAL_POLL = 0.005  # how often waits on the real clock (tcp, netns) look again: 
 OFFLINE_WAIT = 0.25  # seconds to wait for the client to notice (or to resume again)
 OFFLINE_POLL = 0.0005
 REDELIVERED_KEY = "statemodel:redelivered"  # the context key a re-delivered ctx copy carries
+# redeliver copies an item the receiver already has: first let what is in flight arrive and be
+# acknowledged (ack_interval 50 ms by default), so there usually is an *older* item to copy.
+REDELIVER_WAIT = 0.1
 
 
 def redelivered_copy(to: str, sid: int, seq: int) -> Frame:
@@ -176,6 +179,9 @@ class StreamHandle:
 class StreamMachine(TrioStateMachine):
     options: ClassVar[MachineOptions] = MachineOptions()
     real_time: ClassVar[bool] = False  # set for tcp/netns transports (see machine_class)
+    # A statemodel.conform.wiretap.FrameLog: every connection the machine dials is recorded
+    # into it (``statemodel conform`` reports the frames each case exchanged).
+    wiretap: ClassVar[Any] = None
 
     streams = Bundle("streams")
 
@@ -390,7 +396,7 @@ class StreamMachine(TrioStateMachine):
             handle.link = link
             if self.recorder is not None:
                 self.recorder.owner(link, f"client:{handle.index}")
-            return stream
+            return stream if self.wiretap is None else self.wiretap.wrap(stream, f"client {handle.index}")
 
         handle.client = self.target.new_client(dial, rng=random.Random(self.seed * 31 + handle.index))
         handle.connected = trio.Event()
@@ -523,6 +529,9 @@ class StreamMachine(TrioStateMachine):
                     await handle.stream.send(json.dumps(command).encode())
             except ValueError as exc:  # the stream already ended (e.g. reset) before we sent
                 self._note(f"client:{handle.session.index}", "skipped", f"{command!r}: {exc}")
+            except SessionClosed as exc:  # the client gave up: its stream consumer reports that
+                self._note(f"client:{handle.session.index}", "skipped", f"{command!r}: {exc}")
+                return
 
     async def _consume(self, handle: StreamHandle) -> None:
         lane = f"client:{handle.session.index}"
@@ -680,10 +689,10 @@ class StreamMachine(TrioStateMachine):
     @rule(session=SESSION, to=st.sampled_from(["client", "server"]), back=st.integers(1, 3))
     @recorded
     def redeliver(self, session: int, to: str, back: int) -> None:
-        """A copy of an item the receiver already has arrives again on the live connection,
-        ``back`` items before the newest it has (a relay replaying its buffer; a peer that
-        resends from its last ack instead of the resume position). Receivers drop every seq
-        at or below their last (PROTOCOL.md §4), whatever the copy holds."""
+        """A while later, a copy of an item the receiver already has arrives again on the live
+        connection, ``back`` items before the newest it has (a relay replaying its buffer; a
+        peer that resends from its last ack instead of the resume position). Receivers drop
+        every seq at or below their last (PROTOCOL.md §4), whatever the copy holds."""
         handle = self._session(session)
         proto = self._proto(handle)
         if proto is None or self._live_link(proto) is None:
@@ -693,15 +702,22 @@ class StreamMachine(TrioStateMachine):
 
     async def _redeliver(self, handle: SessionHandle, to: str, back: int) -> None:
         proto = self._proto(handle)
+        await trio.sleep(REDELIVER_WAIT)
+        last_of = self._positions(handle, to)
+        if max(last_of.values(), default=0) < 2:
+            # Nothing older than the latest item to copy yet: one more command on a live stream
+            # gives both directions a second item (the command; two chunks back).
+            live = [h for h in handle.streams if h.stream is not None and h.stream._live()
+                    and self.model.streams[h.key].open_for_commands]
+            if live:
+                command = {"op": "emit", "chunks": [{"kind": "json", "value": "before a re-delivery"}] * 2}
+                self.model.command(live[0].key, command, trio.current_time())
+                live[0].outbox.send_nowait(command)
+                await trio.sleep(REDELIVER_WAIT)
+                last_of = self._positions(handle, to)
         link = self._live_link(proto)
         if link is None:
             return
-        if to == "client":  # what the client received: S->C streams it still reads, and stream 0
-            last_of = {sid: q for sid, q in proto.ep.recv.items() if sid == 0 or sid in proto.streams}
-        else:  # what the server acknowledged: streams whose app still takes commands, and stream 0
-            live = {h.stream.stream_id for h in handle.streams
-                    if h.stream is not None and h.stream._live() and self.model.streams[h.key].open_for_commands}
-            last_of = {sid: st_.acked for sid, st_ in proto.ep.out.items() if sid == 0 or sid in live}
         candidates = [(q, -sid) for sid, q in last_of.items() if q >= 1]
         if not candidates:
             event(f"redeliver: nothing the {to} has yet")
@@ -719,6 +735,17 @@ class StreamMachine(TrioStateMachine):
             link.send(frame)
             handle.client._changed.notify()
             await trio.sleep(STEP)  # a server that accepted the copy answers within this step
+
+    def _positions(self, handle: SessionHandle, to: str) -> dict[int, int]:
+        """Per stream, the newest item the ``to`` end provably has: what the client received
+        (streams it still reads, and stream 0), or what the server acknowledged (streams whose
+        app still takes commands, and stream 0)."""
+        proto = self._proto(handle)
+        if to == "client":
+            return {sid: q for sid, q in proto.ep.recv.items() if sid == 0 or sid in proto.streams}
+        live = {h.stream.stream_id for h in handle.streams
+                if h.stream is not None and h.stream._live() and self.model.streams[h.key].open_for_commands}
+        return {sid: st_.acked for sid, st_ in proto.ep.out.items() if sid == 0 or sid in live}
 
     async def _go_offline(self, handle: SessionHandle) -> None:
         """Drop the client's live connection and return once the client noticed, before its
@@ -1042,7 +1069,12 @@ class StreamMachine(TrioStateMachine):
             self._reach("expiry_boundary")
         alive = welcome.get("session") == resume["session"]
         where = f"session {handle.index}, a resume {ticks:+d} ms from its {deadline} deadline (t={at:.3f})"
-        if deadline == "ttl" and ticks < 0 and not alive:
+        if welcome.get("outcome") == "new":
+            self._violation(InvariantViolation(
+                "a resume is answered recovered or reset", where,
+                "outcome recovered or reset (PROTOCOL.md §7.2: 'new' answers a hello without resume)",
+                f"outcome new (session {'kept' if alive else 'replaced'})"))
+        elif deadline == "ttl" and ticks < 0 and not alive:
             self._violation(InvariantViolation(
                 "sessions live for session_ttl after their disconnect", where,
                 "the session resumed (same id)", f"{welcome.get('outcome')}({welcome.get('reason')})"))
@@ -1072,7 +1104,7 @@ class StreamMachine(TrioStateMachine):
         if around is not None:
             return await around()
         stream, _link = await self.target.dial()
-        return stream
+        return stream if self.wiretap is None else self.wiretap.wrap(stream, "second peer")
 
     def _rogue_request(self) -> tuple[str, str]:
         """(Host header, resource) of a rogue's WebSocket handshake: the target's, if it says."""

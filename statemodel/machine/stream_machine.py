@@ -72,10 +72,10 @@ def redelivered_copy(to: str, sid: int, seq: int) -> Frame:
         return Frame("ctx", {"s": 0, "q": seq, "key": REDELIVERED_KEY, "value": marker})
     if to == "client":
         return Frame("data", {"s": sid, "q": seq, "fin": True, "k": "t"}, marker.encode())
-    command = json.dumps({"op": "echo", "data": marker}).encode()
+    command = json.dumps({"op": "echo", "data": marker}).encode()  # the client sends commands as bytes
     if seq == 1:
-        return Frame("open", {"s": sid, "q": 1, "k": "t"}, command)
-    return Frame("data", {"s": sid, "q": seq, "fin": True, "k": "t"}, command)
+        return Frame("open", {"s": sid, "q": 1, "k": "b"}, command)
+    return Frame("data", {"s": sid, "q": seq, "fin": True, "k": "b"}, command)
 
 
 async def _current_time() -> float:
@@ -686,6 +686,44 @@ class StreamMachine(TrioStateMachine):
             pass  # the client gave up: its stream consumers report that violation
 
     @precondition(lambda self: self.model is not None)
+    @rule(session=SESSION)
+    @recorded
+    def interleave_then_drop(self, session: int) -> None:
+        """Each live stream of the session gets a message, twice round (A, B, A, B), and the
+        connection drops before the server acknowledges them: the resume must replay them in
+        their original order across streams (PROTOCOL.md §7.4), each app seeing each once.
+        A session with fewer than two live streams first opens one."""
+        handle = self._session(session)
+        if handle.client is None:
+            return
+        live = self._live_handles(handle)
+        if len(live) < 2 and len(live) + sum(1 for h in handle.streams if self.model.streams[h.key].outcome is None) \
+                < MAX_STREAMS_PER_SESSION:
+            self._open(handle, {"op": "emit", "chunks": []})
+            live = self._live_handles(handle)
+        if len(live) < 2:
+            event("interleave_then_drop: fewer than two live streams")
+            return
+        now = self._now()
+        for round_ in range(2):
+            for h in live[:3]:
+                command = {"op": "echo", "data": f"interleaved {round_}"}
+                self.model.command(h.key, command, now)
+                h.outbox.send_nowait(command)
+        self._step(self._drop_soon, handle)
+
+    async def _drop_soon(self, handle: SessionHandle) -> None:
+        """Let queued commands reach the wire (not yet the server), then drop the connection."""
+        await trio.sleep(0.001)
+        if handle.link is not None:
+            await self._apply(handle, F.Abort())
+
+    def _live_handles(self, handle: SessionHandle) -> list[StreamHandle]:
+        """The session's streams that still take commands (their app runs, their handle is current)."""
+        return [h for h in handle.streams if h.stream is not None and h.stream._live()
+                and self.model.streams[h.key].open_for_commands]
+
+    @precondition(lambda self: self.model is not None)
     @rule(session=SESSION, to=st.sampled_from(["client", "server"]), back=st.integers(1, 3))
     @recorded
     def redeliver(self, session: int, to: str, back: int) -> None:
@@ -707,8 +745,7 @@ class StreamMachine(TrioStateMachine):
         if max(last_of.values(), default=0) < 2:
             # Nothing older than the latest item to copy yet: one more command on a live stream
             # gives both directions a second item (the command; two chunks back).
-            live = [h for h in handle.streams if h.stream is not None and h.stream._live()
-                    and self.model.streams[h.key].open_for_commands]
+            live = self._live_handles(handle)
             if live:
                 command = {"op": "emit", "chunks": [{"kind": "json", "value": "before a re-delivery"}] * 2}
                 self.model.command(live[0].key, command, trio.current_time())
@@ -743,8 +780,7 @@ class StreamMachine(TrioStateMachine):
         proto = self._proto(handle)
         if to == "client":
             return {sid: q for sid, q in proto.ep.recv.items() if sid == 0 or sid in proto.streams}
-        live = {h.stream.stream_id for h in handle.streams
-                if h.stream is not None and h.stream._live() and self.model.streams[h.key].open_for_commands}
+        live = {h.stream.stream_id for h in self._live_handles(handle)}
         return {sid: st_.acked for sid, st_ in proto.ep.out.items() if sid == 0 or sid in live}
 
     async def _go_offline(self, handle: SessionHandle) -> None:
@@ -1187,6 +1223,11 @@ class StreamMachine(TrioStateMachine):
         for s in self.handles:
             if s.client is not None and not self.model.context_settled(s.index, s.client.context):
                 return "context"
+            # Context the client set itself is in its own copy at once and reaches the
+            # server's later (a ctx item in flight): wait for the server's copy too.
+            server_view = self.target.session_context(s.session_id) if s.client is not None and s.session_id else None
+            if server_view is not None and not self.model.context_settled(s.index, server_view):
+                return "server context"
         return None
 
     # ---- invariants ------------------------------------------------------------------------

@@ -179,7 +179,117 @@ def forged_resume(cfg: Config) -> dict:
     return {"close": bad.close}
 
 
+def older_copy_arrives(cfg: Config) -> dict:
+    """A copy of item 2 arrives after item 3 (a relay replaying its buffer)."""
+    p = Pair(cfg)
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    s = p.client.session
+    for chunk in (b"a", b"b", b"c"):
+        p.server.emit(s, sid, chunk, p.now)
+    p.pump()
+    p.client.receive(encode(Frame("data", {"s": sid, "q": 2, "fin": True, "k": "b"}, b"copy")), p.now)
+    p.cevents += p.client.drain_events()
+    return observe(p, sid)
+
+
+def context_set_offline(cfg: Config) -> dict:
+    p = Pair(cfg)
+    p.connect()
+    p.drop()
+    p.client.set_context("c1", 5, p.now)
+    p.connect()
+    return {"server_ctx": dict(p.server.context(p.client.session))}
+
+
+def resume_before_anything_arrived(cfg: Config) -> dict:
+    p = Pair(cfg)
+    p.connect()
+    first = p.client.session
+    p.drop()
+    p.connect()
+    return {"same_session": p.client.session == first, "events": p.cevents}
+
+
+def older_connection_closes_late(cfg: Config) -> dict:
+    p = Pair(cfg)
+    _, old_conn = p.connect()
+    p.client.disconnected(p.now)  # the client moved on; the server still has the old link
+    p.connect()  # resumes on a new connection: the old one is fenced
+    p.server.disconnected(old_conn, p.now)  # ...and only now does the old one close
+    first = p.client.session
+    p.drop()
+    p.connect()
+    return {"same_session": p.client.session == first}
+
+
+def restart_then_resume(cfg: Config) -> dict:
+    p = Pair(cfg)
+    p.connect()
+    p.drop()
+    p.server = P.ServerProtocol(cfg, random.Random(1))  # a new process: new epoch, no sessions
+    p.connect()
+    return {"welcome": [e for e in p.cevents if isinstance(e, P.Welcome)][-1]}
+
+
+def lost_stream_reported(cfg: Config) -> dict:
+    p = Pair(cfg)
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    p.drop()
+    p.server.emit(p.client.session, sid, b"old", p.now)
+    p.now = cfg.replay_max_age + 1
+    p.server.on_timer(p.now)
+    p.connect()
+    return {"client_events": [e for e in p.cevents if isinstance(e, P.Reset)], "open": sorted(p.client.streams)}
+
+
+def exact_multiple_of_fragment_size(cfg: Config) -> dict:
+    p = Pair(Config(fragment_size=4, mutants=cfg.mutants))
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    p.server.emit(p.client.session, sid, b"01234567", p.now)  # exactly 2 fragments
+    p.server.emit(p.client.session, sid, b"89", p.now)
+    p.pump()
+    return observe(p, sid)
+
+
+def long_connected_then_drop(cfg: Config) -> dict:
+    p = Pair(cfg)
+    p.connect()
+    first = p.client.session
+    p.now = cfg.session_ttl + 10  # connected all along
+    p.drop()
+    p.server.on_timer(p.now)
+    p.connect()
+    return {"same_session": p.client.session == first}
+
+
+def full_buffer_then_drop(cfg: Config) -> dict:
+    p = Pair(Config(replay_max_count=3, mutants=cfg.mutants))
+    p.connect()
+    sid = p.client.open(b"o", p.now)
+    p.pump()
+    p.drop()
+    for chunk in (b"a", b"b", b"c", b"d"):
+        p.server.emit(p.client.session, sid, chunk, p.now)  # a full buffer must make the producer wait
+    p.connect()
+    return observe(p, sid)
+
+
 SCENARIOS = {
+    "dedupe_last_only": older_copy_arrives,
+    "client_context_offline_dropped": context_set_offline,
+    "empty_resume_is_new": resume_before_anything_arrived,
+    "stale_connection_ends_session": older_connection_closes_late,
+    "recovered_after_restart": restart_then_resume,
+    "lost_ignored_by_client": lost_stream_reported,
+    "fin_by_short_fragment": exact_multiple_of_fragment_size,
+    "ttl_from_last_resume": long_connected_then_drop,
+    "trim_when_full": full_buffer_then_drop,
     "replay_skips_first": drop_mid_response,
     "no_dedupe": c2s_ack_lost,
     "inflight_per_connection": drop_mid_response,

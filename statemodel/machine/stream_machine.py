@@ -56,6 +56,7 @@ REAL_POLL = 0.005  # how often waits on the real clock (tcp, netns) look again: 
 # act once the client noticed and before its reconnect completes (a few link latencies).
 OFFLINE_WAIT = 0.25  # seconds to wait for the client to notice (or to resume again)
 OFFLINE_POLL = 0.0005
+REPLAY_BYTES_PER_SECOND = 200_000  # take_over(during_replay=True): a downlink slow enough to catch a replay
 REDELIVERED_KEY = "statemodel:redelivered"  # the context key a re-delivered ctx copy carries
 # redeliver copies an item the receiver already has: first let what is in flight arrive and be
 # acknowledged (ack_interval 50 ms by default), so there usually is an *older* item to copy.
@@ -317,8 +318,8 @@ class StreamMachine(TrioStateMachine):
         if proto.ep.buffered_items >= 2:
             self._reach("unacked_ge2_at_drop")
         server = self._server_endpoint(handle.session_id)
-        if proto.ep.partial or (server is not None and server.partial):
-            self._reach("drop_inside_fragments")
+        if proto.ep.partials_dropped or (server is not None and (server.partial or server.partials_dropped)):
+            self._reach("drop_inside_fragments")  # the client had some fragments of a message
 
     def _observe_replay(self, handle: SessionHandle) -> None:
         """What the resume that just completed replayed, both ways (the server's side where
@@ -794,6 +795,11 @@ class StreamMachine(TrioStateMachine):
             while self._live_link(proto) is not None:
                 await trio.sleep(OFFLINE_POLL)
 
+    async def _replay_slowly(self, handle: SessionHandle, done) -> None:
+        """``_drop_until`` with the downlink capped at REPLAY_BYTES_PER_SECOND."""
+        self.target.apply(F.Bandwidth(direction="s2c", bytes_per_second=REPLAY_BYTES_PER_SECOND), None)
+        await self._drop_until(handle, done)
+
     async def _drop_until(self, handle: SessionHandle, done) -> None:
         """Drop the client's connection, then wait (bounded) until ``done()``."""
         proto = self._proto(handle)
@@ -938,7 +944,7 @@ class StreamMachine(TrioStateMachine):
 
     @not_again("restart_during_resume")
     @precondition(lambda self: self.target is not None and self.target.can_restart and self._live_streams()
-                  and any(h.session_id for h in self.handles))
+                  and (self.real_time or any(h.session_id for h in self.handles)))  # timing: see _running
     @rule(session=SESSION)
     @recorded
     def restart_during_resume(self, session: int) -> None:
@@ -1006,9 +1012,9 @@ class StreamMachine(TrioStateMachine):
         if during_replay:
             # The client's connection drops and it resumes; the second connection is the old
             # one, with the position from before the drop, arriving while the client's replay
-            # is still unacknowledged.
+            # is still unacknowledged (a slow downlink: a whole message is acked at once).
             connects = handle.connects
-            self.run(self._drop_until, handle, lambda: handle.connects > connects)
+            self.run(self._replay_slowly, handle, lambda: handle.connects > connects)
         seen = []  # the client's live link and its connects when the server welcomed the second connection
 
         def on_welcome():
@@ -1020,6 +1026,8 @@ class StreamMachine(TrioStateMachine):
                                   self._rogue_request())
         self._note("net", "rogue", f"second connection resumed session {handle.index}: {kind} {detail}")
         event(f"take_over: {kind}")
+        if during_replay:
+            self.run(self._heal)  # lift the slow downlink (nothing else was in force: precondition)
         if not seen:
             return  # refused or reset (e.g. the server restarted): nothing to fence
         where = f"session {handle.index}"
@@ -1138,8 +1146,9 @@ class StreamMachine(TrioStateMachine):
         the client cannot stall it into a false failure (issue 15.3)."""
         around = getattr(self.target, "dial_around", None)
         if around is not None:
-            return await around()
-        stream, _link = await self.target.dial()
+            stream = await around()
+        else:
+            stream, _link = await self.target.dial()
         return stream if self.wiretap is None else self.wiretap.wrap(stream, "second peer")
 
     def _rogue_request(self) -> tuple[str, str]:

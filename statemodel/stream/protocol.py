@@ -222,6 +222,7 @@ class _Endpoint:
         # producer found this end's own replay bounds reached and had to wait.
         self.replayed: list[tuple[int, int]] = []
         self.full_waits = 0
+        self.partials_dropped = 0  # unfinished messages dropped at a disconnect (replayed whole)
         self.link: Link | None = None
         self.ack_due: float | None = None
         self.ack_pending = 0
@@ -505,6 +506,7 @@ class _Endpoint:
         """Forget every unfinished inbound message: none was acked, so the sender replays
         them whole after a reconnect (connection end, resume, server-wide pressure)."""
         self._held(-self.partial_bytes)
+        self.partials_dropped += len(self.partial)
         self.partial.clear()
 
     def ack_map(self) -> dict[int, int]:

@@ -1227,8 +1227,8 @@ class StreamMachine(TrioStateMachine):
             if stats is not None and stats().current_buffer_used:
                 return "status events"  # e.g. a Resumed right behind its Connected
         for st_ in self.model.streams.values():
-            if st_.outcome is None and (st_.pending or st_.terminal_requested):
-                return "streams"
+            if st_.outcome is None and (st_.pending or st_.terminal_requested or st_.must_reset):
+                return "streams"  # incl. one a resume ended, whose reset the consumer has yet to read
         for s in self.handles:
             if s.client is not None and not self.model.context_settled(s.index, s.client.context):
                 return "context"

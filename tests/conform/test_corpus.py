@@ -18,7 +18,7 @@ PROTOCOL = (Path(__file__).parents[2] / "PROTOCOL.md").read_text()
 
 # mutant -> a case that must fail with it on (each from a different part of the spec).
 CAUGHT_BY = {
-    "ack_wrong_stream": "replay_of_a_multi_item_message",
+    "ack_wrong_stream": "replay_buffer_full_then_drop",
     "cancel_lost_on_resume": "cancel_while_offline_survives_resume",
     "client_context_offline_dropped": "client_context_set_offline",
     "context_not_restored": "server_context_survives_resume",

@@ -13,19 +13,19 @@ HELP = ("Run the conformance corpus (PROTOCOL.md behaviours, one case each) agai
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="TARGET",
-                        help="ws://HOST:PORT/PATH of a server with the scripted app, or 'reference' (the "
+                        help="A ws://HOST:PORT/PATH of a server with the scripted app, or 'reference' (the "
                              "embedded reference server on the sim network); 'add' keeps a failure as a case")
     parser.add_argument("folder", nargs="?", metavar="FAILURE_DIR", help=argparse.SUPPRESS)
-    parser.add_argument("--report", metavar="DIR", help="write conform.json and conform.html here")
-    parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only these cases (repeatable)")
-    parser.add_argument("--list", action="store_true", help="list the cases (name, section, what each checks)")
+    parser.add_argument("--report", metavar="DIR", help="Write conform.json and conform.html here (default: no report)")
+    parser.add_argument("--case", action="append", default=[], metavar="NAME", help="Run only these cases (repeatable; default: all)")
+    parser.add_argument("--list", action="store_true", help="List the cases (name, section, what each checks)")
     parser.add_argument("--mutant", action="append", default=[], metavar="NAME",
-                        help="with target 'reference': switch on a reference-implementation bug")
+                        help="With target 'reference': switch on a reference-implementation bug (repeatable)")
     parser.add_argument("--cases-dir", metavar="DIR", help=argparse.SUPPRESS)
     # `conform add FAILURE_DIR --name NAME --section N [--title TEXT]`
-    parser.add_argument("--name", help="add: the new case's name (lowercase, digits, '_')")
-    parser.add_argument("--section", help="add: the PROTOCOL.md section it checks (e.g. 7.3)")
-    parser.add_argument("--title", help="add: the behaviour it checks, in the spec's words")
+    parser.add_argument("--name", help="For add: the new case's name (lowercase, digits, '_')")
+    parser.add_argument("--section", help="For add: the PROTOCOL.md section it checks (e.g. 7.3)")
+    parser.add_argument("--title", help="For add: the behaviour it checks, in the spec's words")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -293,7 +293,7 @@ class StreamMachine(TrioStateMachine):
         self.reached.add(scenario)
         event(f"scenario: {scenario}")
         if self.recorder is not None:
-            self.recorder.event(trio.current_time(), "machine", "scenario", scenario)
+            self.recorder.event(trio.current_time(), "net", "scenario", scenario)  # a fact about the world
 
     @staticmethod
     def _proto(handle: SessionHandle):

@@ -275,10 +275,11 @@ NEVER_ACKS_CHUNK = 256 << 10  # the biggest message any attack asks the server t
 
 async def never_acks(ctx, chunks: int = 16, size: int = NEVER_ACKS_CHUNK):
     """Ask for a lot of data, then never read, ack or ping: the server must cut us off
-    (4008) rather than buffer without bound. The caller checks memory meanwhile."""
+    (4008; or 1013 when others wait for the room we hold, PROTOCOL.md §6 "Pressure") rather
+    than buffer without bound. The caller checks memory meanwhile."""
     # On real TCP the server's close frame cannot get through the send buffer we never
-    # drained, so the transport just ends (1006): both mean "cut off", as promised.
-    name, expected = "never_acks", (C.PEER_DEAD, 1006)
+    # drained, so the transport just ends (1006): all mean "cut off", as promised.
+    name, expected = "never_acks", (C.PEER_DEAD, C.TRY_AGAIN_LATER, 1006)
     command = {"op": "emit", "chunks": [{"kind": "bytes", "seed": i, "size": size} for i in range(chunks)]}
     try:
         async with open_peer(ctx.dial, ctx.timeout, queue=1) as peer:

@@ -481,11 +481,15 @@ class StreamMachine(TrioStateMachine):
 
         Expiry needs one long outage. Eviction needs only a disconnected moment and an item
         old enough: an item the network kept from the client across several shorter outages
-        (partitions while connected in between) may age out in the last one."""
+        (partitions while connected in between) may age out in the last one. A reference
+        server under pressure may also shed a session (PROTOCOL.md §6): allowed for exactly
+        the sessions it reports shedding."""
         if handle.down_since is None:
             return
         now, limit = trio.current_time(), self.target.expiry_after()
-        if now - handle.down_since >= limit or self.model.undelivered_since(handle.index, now - limit):
+        shed = getattr(self.target, "evicted_under_pressure", None)
+        if (now - handle.down_since >= limit or self.model.undelivered_since(handle.index, now - limit)
+                or (shed is not None and handle.session_id is not None and shed(handle.session_id))):
             self.model.session_expired(handle.index)
 
     # ---- streams ---------------------------------------------------------------------------

@@ -42,6 +42,13 @@ class Config:
     # shared pool, so sessions that stop reading delay the others by at most stall_after.
     stall_after: float = 1.0
     fair_stalled_sessions: int = 4
+    # Pressure (PROTOCOL.md §6): while a connected session that holds nothing waits for the
+    # full pool, the server sheds pool holders that stopped reading -- a session without a
+    # connection for evict_grace (a quick reconnect keeps everything), or a connected one
+    # that acked nothing for stall_after (cut with 1013) -- by evicting their unacked data
+    # (reported on resume). So any number of them delays the others at most
+    # honest_delay_bound().
+    evict_grace: float = 1.0
     replay_max_age: float = 60.0  # while disconnected, older unacked items may be evicted
     session_ttl: float = 120.0  # a session with no connection for this long expires
     max_sessions: int = 10_000
@@ -70,7 +77,7 @@ class Config:
         """Reject settings that could never work, with a message that says which and why."""
         for name in ("handshake_timeout", "heartbeat_interval", "dead_after", "send_timeout",
                      "close_timeout", "session_ttl", "replay_max_age", "backoff_base", "healthy_after",
-                     "stall_after"):
+                     "stall_after", "evict_grace"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("ack_bytes", "fragment_size", "max_frame_size", "max_message_size", "replay_max_bytes",
@@ -100,11 +107,13 @@ class Config:
             object.__setattr__(self, "mutants", frozenset(self.mutants))
 
     def honest_delay_bound(self) -> float:
-        """The most that sessions which stop reading (up to fair_stalled_sessions of them)
-        add to another session's request (PROTOCOL.md §6 "The fairness bound"): until they
-        are parked, `stall_after`; after that nothing (what they hold is out of the shared
-        pool). Waiting for room behind other *reading* sessions is load, not included."""
-        return self.stall_after
+        """The most that sessions which stop reading or vanish -- any number of them -- add
+        to another session's request (PROTOCOL.md §6 "The fairness bound"): a stalled
+        session is parked or shed `stall_after` after its oldest unacked item, one without
+        a connection shed `evict_grace` after it lost it; after that what it held is out of
+        the shared pool. Waiting for room behind other *reading* sessions, and behind
+        requests other sessions made first, is load, not included."""
+        return max(self.stall_after, self.evict_grace)
 
     def server_buffer_bound(self, largest_message: int) -> int:
         """Most payload bytes the reference server holds in replay buffers, all sessions

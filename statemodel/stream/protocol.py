@@ -180,6 +180,12 @@ class Budget:
         self.parked_items = 0
         self.partial_bytes = 0  # unfinished inbound messages, all sessions (server_max_partial_bytes)
 
+    def park(self, ep: "_Endpoint") -> None:
+        """Take a holder's buffer out of the shared pool (PROTOCOL.md §6 parking)."""
+        self.parked.add(ep)
+        self.parked_bytes += ep.buffered_bytes
+        self.parked_items += ep.buffered_items
+
     @property
     def active_holders(self) -> int:
         return self.sessions - len(self.parked)
@@ -251,6 +257,12 @@ class _Endpoint:
         # buffered items, so the total stays below the bound + a few messages (not one
         # message per session: 100 idle sessions x 2 MiB would be 200 MiB resident).
         return self.buffered_items == 0 and b.active_holders < c.server_overdraft_sessions
+
+    def wants_pool(self) -> bool:
+        """Below its own bounds and not parked: only the shared pool can refuse it room."""
+        c, b = self.config, self.budget
+        return (b is not None and self not in b.parked and self.buffered_bytes < c.replay_max_bytes
+                and self.buffered_items < c.replay_max_count)
 
     def account(self, size: int, items: int) -> None:
         before = self.buffered_items
@@ -414,10 +426,31 @@ class _Endpoint:
         apart from a loss (found by the 20,000-example run: reset for a stream read whole)."""
         for st in self.evictable():
             while st.buf and st.buf[0].t + max_age <= now:
-                item = st.buf.popleft()
-                self.account(-item.size, -1)
-                if "evict_without_reset" not in self.config.mutants:
-                    st.evicted_upto = item.seq
+                self._evict_first(st)
+
+    def _evict_first(self, st: _OutStream) -> None:
+        """Drop the oldest unacked item of `st` without an ack: the next resume reports the
+        stream lost (`evicted_upto` beyond the peer's position), never a silent gap."""
+        item = st.buf.popleft()
+        self.account(-item.size, -1)
+        if "evict_without_reset" not in self.config.mutants:
+            st.evicted_upto = item.seq
+
+    def sheddable(self) -> list[int]:
+        """Streams with unacked items that pressure may evict: every stream but 0 (context
+        items are session state: a session holding only those is ended instead)."""
+        return [sid for sid, st in self.out.items() if sid != 0 and st.buf]
+
+    def evict_unacked(self) -> list[int]:
+        """Evict every unacked item of `sheddable()` streams, finished ones included (under
+        pressure the server may report a stream lost that the client read whole and retired
+        with its ack lost: it ignores `lost` for streams it no longer has). Returns them."""
+        sids = self.sheddable()
+        for sid in sids:
+            st = self.out[sid]
+            while st.buf:
+                self._evict_first(st)
+        return sids
 
     # -- receiving ------------------------------------------------------------------------
     def accept(self, f: Frame, now: float) -> bool:
@@ -663,6 +696,12 @@ class ServerProtocol:
         self._expired: OrderedDict[str, None] = OrderedDict()  # recently expired ids, bounded
         self.events: list[Any] = []
         self.budget = Budget()
+        self.waiting: dict[str, int] = {}  # session id -> its apps waiting for room (want_room)
+        # Sessions whose data pressure evicted (or that it ended), newest last, bounded like
+        # `_expired`: their resume may be reset (the tester grants exactly these).
+        self.shed: OrderedDict[str, None] = OrderedDict()
+        self.shed_sessions = 0  # sessions whose unacked data pressure evicted (or ended them)
+        self.cut_sessions = 0  # connected sessions cut (1013) because they stalled under pressure
 
     def connect(self, now: float) -> ServerConnection:
         return ServerConnection(self, now)
@@ -838,8 +877,26 @@ class ServerProtocol:
 
     # -- application side -----------------------------------------------------------------
     def has_capacity(self, session: str) -> bool:
+        """May the session's apps buffer another message? Its own and the shared bounds
+        (`_Endpoint.has_capacity`); and a session without a connection yields to one with:
+        while a connected session waits for room from the shared pool, it produces nothing
+        (what it buffered could only be evicted to make that room)."""
         s = self.sessions.get(session)
-        return s is None or s.ep.has_capacity()
+        if s is None:
+            return True
+        if not s.ep.has_capacity():
+            return False
+        return s.ep.link is not None or not self._hungry()
+
+    def want_room(self, session: str, apps: int) -> None:
+        """The shell reports apps of `session` starting (+1) or ending (-1) a wait for room:
+        a connected session waiting is what makes the shared pool *needed* (PROTOCOL.md §6
+        "Pressure")."""
+        n = self.waiting.get(session, 0) + apps
+        if n > 0:
+            self.waiting[session] = n
+        else:
+            self.waiting.pop(session, None)
 
     def is_open(self, session: str, sid: int) -> bool:
         s = self.sessions.get(session)
@@ -893,6 +950,108 @@ class ServerProtocol:
                                     "server busy: unfinished messages above the server-wide bound; retry later")
 
     # -- fair shares -----------------------------------------------------------------------
+    def _claimants(self):
+        """Connected sessions whose apps wait for room from the shared pool (not parked,
+        below their own bounds): the sessions pressure relief serves."""
+        for sid in self.waiting:
+            s = self.sessions.get(sid)
+            if s is not None and s.ep.link is not None and s.ep.wants_pool():
+                yield s
+
+    def _hungry(self) -> bool:
+        """A connected session waits for the pool: sessions without a connection yield to
+        it (what they buffered now could only be evicted to make its room)."""
+        return next(self._claimants(), None) is not None
+
+    def _reading(self, ep: _Endpoint, at: float) -> bool:
+        """Holds nothing, or acked something within `stall_after` before `at`: a session
+        that stopped reading itself makes no room for its own sake."""
+        return ep.buffered_items == 0 or ep.oldest_unacked() + self.config.stall_after > at
+
+    def _starving(self, now: float) -> bool:
+        """A claimant that is reading is refused by the shared pool: room must be made."""
+        return any(self._reading(s.ep, now) and not s.ep.has_capacity() for s in self._claimants())
+
+    def _shed_at(self, ep: _Endpoint) -> float:
+        """When a pool holder stopped reading, as far as pressure is concerned: once it
+        acked nothing for `stall_after`, or `evict_grace` after it lost its connection,
+        whichever comes first (losing the connection never postpones it)."""
+        c = self.config
+        t = ep.oldest_unacked() + c.stall_after
+        if ep.link is None:
+            t = min(t, self.sessions[ep.name].disconnected_at + c.evict_grace)
+        return t
+
+    def _shed_deadline(self, now: float) -> float:
+        """When relief is next due: the first moment a pool holder (not parked) has stopped
+        reading while a reading claimant is refused; INF if none is, or none will be
+        without some change (which recomputes this)."""
+        if not self.waiting:
+            return INF
+        refused = [s.ep for s in self._claimants() if not s.ep.has_capacity()]
+        if not refused:
+            return INF
+        b = self.budget
+        t = min((self._shed_at(ep) for ep in b.holders if ep not in b.parked), default=INF)
+        return t if any(self._reading(ep, max(t, now)) for ep in refused) else INF
+
+    def relieve(self, now: float) -> bool:
+        """Make room for starving sessions (PROTOCOL.md §6 "Pressure"): while one starves,
+        take the pool holder that stopped reading first (`_victim`) out of the pool -- into
+        the parking while it has a free slot (it keeps everything), else shed it (`_shed`:
+        its unacked data evicted and reported on resume; cut with 1013 if connected).
+        True if anything changed."""
+        b, c = self.budget, self.config
+        changed = False
+        while self._starving(now):
+            victim = self._victim(now)
+            if victim is None:
+                break
+            if len(b.parked) < c.fair_stalled_sessions:
+                b.park(victim.ep)
+            else:
+                self._shed(victim, now)
+            changed = True
+        return changed
+
+    def _victim(self, now: float) -> ServerSession | None:
+        """The pool holder that stopped reading to take out first: sessions without a
+        connection before connected ones, each the earliest gone (or stalled); a session
+        holding only context items last (shedding ends it). Ties by session id."""
+        b = self.budget
+        ready = []
+        for ep in b.holders:
+            if ep not in b.parked and self._shed_at(ep) <= now:
+                s = self.sessions[ep.name]
+                gone = s.disconnected_at if ep.link is None else INF
+                ready.append((not ep.sheddable(), ep.link is not None, gone, ep.oldest_unacked(), s.id))
+        return self.sessions[min(ready)[-1]] if ready else None
+
+    def _shed(self, s: ServerSession, now: float) -> None:
+        """Cut `s` if it is connected, then evict its unacked data: each stream that lost
+        items is stopped (its app cancelled) and reported `lost` on resume. A session
+        holding only context items is ended instead (a resume gets `reset`)."""
+        ep = s.ep
+        if ep.link is not None:
+            ep.link.fail(CloseCode.TRY_AGAIN_LATER,
+                         "server busy: stalled while the shared buffer was full; unacked data evicted")
+            ep.link = None  # what still arrives on it is ignored, like a fenced connection
+            ep.drop_partials()
+            s.disconnected_at = now
+            self.cut_sessions += 1
+        self.shed_sessions += 1
+        self.shed[s.id] = None
+        while len(self.shed) > 4096:
+            self.shed.popitem(last=False)
+        sids = ep.evict_unacked()
+        if not sids:
+            self._end_session(s, "session_expired")
+            return
+        for sid in sids:
+            if sid in s.open:
+                s.open.discard(sid)
+                self.events.append(StreamGone(s.id, sid, "replay_evicted"))
+
     def _under_pressure(self) -> bool:
         b, c = self.budget, self.config
         return b.active_bytes >= c.server_max_buffered_bytes or b.active_items >= c.server_max_buffered_items
@@ -918,16 +1077,15 @@ class ServerProtocol:
                          and (t := ep.oldest_unacked()) + c.stall_after <= now)
         changed = False
         for _, name in stalled[: c.fair_stalled_sessions - len(b.parked)]:
-            ep = self.sessions[name].ep
-            b.parked.add(ep)
-            b.parked_bytes += ep.buffered_bytes
-            b.parked_items += ep.buffered_items
+            b.park(self.sessions[name].ep)
             changed = True
         return changed
 
     # -- session timers -------------------------------------------------------------------
-    def next_deadline(self) -> float:
-        d = self._stall_deadline()
+    def next_deadline(self, now: float = -INF) -> float:
+        """The next moment `on_timer` has work, as of `now` (pass it: relief depends on
+        which waiting sessions are still reading then)."""
+        d = min(self._stall_deadline(), self._shed_deadline(now))
         for s in self.sessions.values():
             if s.disconnected_at is not None:
                 d = min(d, self._ttl_origin(s) + self.config.session_ttl)
@@ -937,6 +1095,7 @@ class ServerProtocol:
 
     def on_timer(self, now: float) -> None:
         self.park_stalled(now)
+        self.relieve(now)
         for s in list(self.sessions.values()):
             if s.disconnected_at is None:
                 continue
@@ -954,6 +1113,7 @@ class ServerProtocol:
 
     def _end_session(self, s: ServerSession, reason: str) -> None:
         del self.sessions[s.id]
+        self.waiting.pop(s.id, None)
         for st in s.ep.out.values():  # release its share of the server-wide budget
             s.ep._drop_through(st, st.next_seq)
         self._expired[s.id] = None
@@ -973,6 +1133,8 @@ class ServerProtocol:
             "buffered_items": sum(s.ep.buffered_items for s in ss),
             "parked_sessions": len(self.budget.parked),
             "parked_bytes": self.budget.parked_bytes,
+            "shed_sessions": self.shed_sessions,
+            "cut_sessions": self.cut_sessions,
         }
 
 

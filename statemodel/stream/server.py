@@ -232,7 +232,7 @@ class Server:
     async def _session_timer(self) -> None:
         while True:
             try:
-                d = self.proto.next_deadline()
+                d = self.proto.next_deadline(trio.current_time())
                 with trio.move_on_at(d):
                     await self._changed.wait()
                 now = trio.current_time()
@@ -269,9 +269,19 @@ class Server:
 
     async def _room(self, session: str) -> None:
         """Wait until the session may buffer another message (no checkpoint when it already
-        may: the caller pushes right after, before another app can take the room)."""
-        while not self.proto.has_capacity(session):
-            await self._changed.wait()
+        may: the caller pushes right after, before another app can take the room). A wait
+        is reported to the core: a connected session waiting for the shared pool makes the
+        server shed holders that stopped reading (PROTOCOL.md §6 "Pressure")."""
+        if self.proto.has_capacity(session):
+            return
+        self.proto.want_room(session, 1)
+        self._changed.notify()  # the session timer re-reads its deadline
+        try:
+            while not self.proto.has_capacity(session):
+                await self._changed.wait()
+        finally:
+            self.proto.want_room(session, -1)
+            self._changed.notify()  # sessions that yielded to this one may produce again
 
     async def _run_app(self, ev: P.Opened, scope: trio.CancelScope, request: Request) -> None:
         """One stream's app task. Everything the app does is contained in the stream (an

@@ -141,6 +141,12 @@ class ReferenceTarget:
         if stats["sessions"] > c.max_sessions:
             raise InvariantViolation("sessions within bounds", "server", f"<= {c.max_sessions}", str(stats["sessions"]))
 
+    def evicted_under_pressure(self, session_id: str) -> bool:
+        """The server shed this session to make room for others (PROTOCOL.md §6 "Pressure":
+        its unacked data evicted, or the session ended), so its resume may be reset. Read
+        from the servers themselves: the machine allows that reset for exactly these."""
+        return any(session_id in server.proto.shed for server in self._servers)
+
     def generation_of(self, session_id: str) -> int:
         """Which server incarnation created this session (restarts count from 0)."""
         for generation in range(len(self._servers) - 1, -1, -1):

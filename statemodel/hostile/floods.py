@@ -17,8 +17,8 @@ from __future__ import annotations
 import trio
 
 from .peer import raw_frame
-from .probes import ALIVE, REFUSALS, ping_answer, say_bye, new_mask, send_quietly, PING
-from .verdict import DROPPED, TIMEOUT, AttackContext, Verdict
+from .probes import ALIVE, PING, REFUSALS, new_mask, ping_answer, say_bye, send_quietly
+from .verdict import TIMEOUT, AttackContext, Verdict
 from .wire import OP_BINARY, UPGRADE, Wire, ws_frame
 
 HEADER_ROOM = 1024  # bytes left in a frame for its JSON header
@@ -72,7 +72,7 @@ PREHELLO_KINDS = ("half_upgrade", "silent_websocket", "frame_in_progress")
 
 async def _prehello_peer(ctx: AttackContext, kind: str, hold: float, outcome: list) -> None:
     """One pre-hello peer: misbehave, hold for ``hold`` seconds (or until the server ends
-    us), then go away. Appends what the server did: DROPPED, its close code, or "held"
+    us), then go away. Appends what the server did: "dropped", its close code, or "held"
     ("left" for a half upgrade: that peer leaves at once, and only the server's own
     counts can tell whether it let go of the connection)."""
     if kind == "half_upgrade":  # half the upgrade request, then gone: the peer holds nothing
@@ -152,4 +152,4 @@ async def never_reading(ctx: AttackContext, sessions: int = 3, chunks: int = 8, 
     return Verdict(name, expected, "cut_off", detail=f"{sessions} sessions")
 
 
-__all__ = ["PREHELLO_KINDS", "never_reading", "partial_flood", "prehello_flood", "DROPPED"]
+__all__ = ["PREHELLO_KINDS", "never_reading", "partial_flood", "prehello_flood"]

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Reference server session_ttl in seconds (default 30)")
     parser.add_argument("--rss-growth", type=fraction, default=0.10, help="Allowed RSS growth, fraction (default 0.10)")
     parser.add_argument("--rss-slack-mib", type=fraction, default=8.0, help="Allowed RSS growth, MiB on top (default 8)")
-    parser.add_argument("--nofile", type=positive_int, default=1024, help="Reference server's RLIMIT_NOFILE; a "
-                        "pressure round opens more connections than that (default 1024)")
+    parser.add_argument("--nofile", type=positive_int, help="Reference server's RLIMIT_NOFILE; a pressure round "
+                        "opens more connections than that (default: its pre-hello budget, 128)")
     parser.add_argument("--pressure-every", type=seconds, default=120.0, help="Seconds between pressure rounds: "
                         "fd exhaustion or a pre-hello memory flood (default 120; 0 = none)")
     parser.add_argument("--latency-bound", type=positive_float, help="Fail if an honest probe request takes longer "

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 __all__ = [
     "BOUNDARY_SIZES",
     "EDGE_TEXT",
+    "JSON_SAMPLES",
     "SeededBytes",
     "binary",
     "chunk_specs",
@@ -220,18 +221,43 @@ def multipart_chunks(draw: st.DrawFn, max_parts: int = 5, max_body: int = 4 * KI
     return chunks
 
 
-def chunk_specs(max_size: int = 4 * MIB, max_chars: int | None = None) -> st.SearchStrategy[dict[str, Any]]:
-    """Chunk commands for the scripted test app: ``{"kind": "text", "seed": S, "chars": N}``,
+#: JSON documents for the scripted app's ``json`` chunks: scalars, nesting, integers beyond
+#: 2**53 and 2**64, floats, escapes, non-ASCII keys, and one of about 2 KB. A chunk's JSON
+#: reaches the stream only as its canonical text, so one choice among these covers what a
+#: drawn document would (``json_documents`` costs tens of choices to draw and to shrink).
+JSON_SAMPLES: tuple[Any, ...] = (
+    {},
+    [],
+    None,
+    0,
+    "",
+    True,
+    -(2**63),
+    2**64 + 1,
+    1.5e-300,
+    "\"quoted\" \\ </script> \x00 \u2028",
+    {"ключ": "值", "😀": [None, False, 0.5], "": {}},
+    [[[[[[1]]]]], {"a": {"b": {"c": {"d": "e"}}}}],
+    {"items": [{"id": i, "name": "é" * (i % 7), "tags": ["x"] * (i % 3)} for i in range(40)]},
+)
+
+
+@st.composite
+def chunk_specs(draw: st.DrawFn, max_size: int = 4 * MIB, max_chars: int | None = None) -> dict[str, Any]:
+    """Chunk commands for the scripted app: ``{"kind": "text", "seed": S, "chars": N}``,
     ``{"kind": "bytes", "seed": S, "size": N}`` or ``{"kind": "json", "value": V}``.
 
     Seeds are small ints (readable in shrunk programs); sizes come from :func:`sizes`, so
     0, 1, 64 KiB +- 1, 1 MiB +- 1 and 2 MiB+ turn up regularly. ``max_chars`` defaults to
     ``max_size // 2`` (the app's alphabet averages about two UTF-8 bytes per character).
+    JSON values are one of :data:`JSON_SAMPLES`. A spec is two to four choices (kind, seed,
+    size), all a shrinker has to minimise per chunk; it shrinks towards short text.
     """
-    chars = max_size // 2 if max_chars is None else max_chars
-    seeds = st.integers(0, 255)
-    return st.one_of(
-        st.fixed_dictionaries({"kind": st.just("text"), "seed": seeds, "chars": sizes(max_size=chars)}),
-        st.fixed_dictionaries({"kind": st.just("bytes"), "seed": seeds, "size": sizes(max_size=max_size)}),
-        st.fixed_dictionaries({"kind": st.just("json"), "value": json_documents(max_leaves=8)}),
-    )
+    kind = draw(st.sampled_from(("text", "bytes", "json")))
+    if kind == "json":
+        return {"kind": "json", "value": draw(st.sampled_from(JSON_SAMPLES))}
+    seed = draw(st.integers(0, 255))
+    if kind == "text":
+        chars = max_size // 2 if max_chars is None else max_chars
+        return {"kind": "text", "seed": seed, "chars": draw(sizes(max_size=chars))}
+    return {"kind": "bytes", "seed": seed, "size": draw(sizes(max_size=max_size))}

@@ -186,6 +186,8 @@ class StreamMachine(TrioStateMachine):
     # A statemodel.conform.wiretap.FrameLog: every connection the machine dials is recorded
     # into it (``statemodel conform`` reports the frames each case exchanged).
     wiretap: ClassVar[Any] = None
+    #: Streams a session keeps open at once (the scaling bench raises it to 16).
+    max_streams_per_session: ClassVar[int] = MAX_STREAMS_PER_SESSION
 
     streams = Bundle("streams")
 
@@ -502,7 +504,7 @@ class StreamMachine(TrioStateMachine):
     def open_stream(self, session: int, chunks: list[dict]):
         handle = self._session(session)
         live = sum(1 for h in handle.streams if self._running(h))
-        if live >= MAX_STREAMS_PER_SESSION:
+        if live >= self.max_streams_per_session:
             # Below any server's max_streams_per_session (the hostile config allows 6), so
             # the model never has to predict a too_many_streams refusal.
             event("open_stream: session at its stream limit")
@@ -706,7 +708,7 @@ class StreamMachine(TrioStateMachine):
             return
         live = self._live_handles(handle)
         if len(live) < 2 and len(live) + sum(1 for h in handle.streams if self.model.streams[h.key].outcome is None) \
-                < MAX_STREAMS_PER_SESSION:
+                < self.max_streams_per_session:
             self._open(handle, {"op": "emit", "chunks": []})
             live = self._live_handles(handle)
         if len(live) < 2:

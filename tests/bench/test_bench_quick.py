@@ -76,3 +76,27 @@ def test_figure_verdicts_follow_the_target() -> None:
     assert figure("x", "", 4.0, "s", ("ratio", "<=", 3.0), anchor=1.0)["met"] is False
     assert figure("x", "", 0.4, "-", ("value", ">=", 0.5))["met"] is False
     assert figure("x", "", None, "-", ("value", ">=", 0.5))["met"] is None
+
+
+def test_the_scaling_program_runs_its_work_and_the_model_checks_every_message() -> None:
+    """Structure of the scaling table's cells: 2 sessions x 5 streams (above the machine's
+    4, raised for the bench), every message delivered (settle and teardown check it)."""
+    from statemodel.bench.scaling import ROUNDS, program
+    from statemodel.machine import MachineOptions, machine_class
+
+    base = machine_class(MachineOptions())
+    cls = type(base.__name__, (base,), {"max_streams_per_session": 5, "__module__": base.__module__})
+    steps = program(cls, sessions=2, streams=5, size=1000, rounds=1)
+    # boot, 1 connect, 9 more streams, one round of 10 emits and an advance, settle
+    assert steps == 1 + 1 + 9 + (10 + 1) + 1
+    assert ROUNDS >= 1
+
+
+def test_a_scaling_cell_in_its_own_process_reports_rate_anchor_and_rss() -> None:
+    from statemodel.bench.scaling import cell_in_process
+
+    cell = cell_in_process(1, 1, 1024, timeout=120)
+    assert "error" not in cell, cell
+    assert cell["steps"] > 0 and cell["cpu_seconds"] > 0 and cell["bare_steps_per_cpu_s"] > 0
+    assert abs(cell["ratio"] - cell["steps_per_cpu_s"] / cell["bare_steps_per_cpu_s"]) < 1e-3
+    assert cell["peak_rss_mib"] >= cell["rss_before_mib"] > 0

@@ -152,8 +152,11 @@ def run(args: argparse.Namespace) -> int:
           + f", trace_digest {result.trace_digest}")
     rates = result.rates
     shrinking = max((w.shrink_seconds for w in result.workers), default=0.0)
+    memory = result.memory
+    rss = (f"; worker RSS peak {memory['peak_mib']:.0f} MiB, plateau {memory['plateau_mib']:.0f} MiB"
+           if memory["peak_mib"] is not None and memory["plateau_mib"] is not None else "")
     print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s generating "
-          f"({result.elapsed:.0f} s wall" + (f", {shrinking:.0f} s of it shrinking)" if shrinking else ")"))
+          f"({result.elapsed:.0f} s wall" + (f", {shrinking:.0f} s of it shrinking)" if shrinking else ")") + rss)
     from statemodel.fuzz.machine import DEFAULT_MACHINE, machine_spec
 
     if result.examples and (result.scenarios or machine_spec(config.machine) == DEFAULT_MACHINE):

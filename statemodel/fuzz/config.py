@@ -88,6 +88,7 @@ class WorkerResult:
     replays: int = 0  # re-runs of known failures (Hypothesis' final replays)
     shrink_seconds: float = 0.0
     shrink_stopped: str | None = None  # "budget" or "interrupted" when shrinking was cut short
+    memory: dict[str, Any] | None = None  # RSS: peak_mib, plateau_mib, ... (statemodel.fuzz.memory)
 
 
 @dataclasses.dataclass
@@ -151,6 +152,14 @@ class FuzzResult:
                 examples += w.examples / seconds
                 steps += w.steps / seconds
         return {"examples_per_s": examples, "steps_per_s": steps}
+
+    @property
+    def memory(self) -> dict[str, float | None]:
+        """The largest worker RSS: peak (high-water mark) and plateau (the run's second half)."""
+        def most(key: str) -> float | None:
+            values = [w.memory[key] for w in self.workers if w.memory and w.memory.get(key) is not None]
+            return max(values) if values else None
+        return {"peak_mib": most("peak_mib"), "plateau_mib": most("plateau_mib")}
 
     @property
     def faults(self) -> dict[str, int]:

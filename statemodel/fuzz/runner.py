@@ -37,6 +37,7 @@ import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
 from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
+from statemodel.fuzz.memory import RssMeter, pin_malloc
 from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (
     ProgramError,
@@ -58,10 +59,11 @@ class StopRun(KeyboardInterrupt):  # noqa: N818 - a stop, not an error
     KeyboardInterrupt through at once; anything else would count as a failure)."""
 
 
-# Examples per Hypothesis run. Each run keeps its last 10,000 test results in memory (with
-# their choice sequences and events), about 0.4 MB each for 50-step programs: one 20,000-example
-# run grew a worker past 4 GB. Later batches get fresh seeds (batch_seed), like --duration.
-MAX_BATCH = 2000
+# Examples per Hypothesis run. Each run keeps every result in memory (its choices, events and
+# statistics: ~0.15 MB an example for the dev profile's 50-step programs), so a run of 2,000
+# held ~300 MiB; 500 hold ~75 MiB, which keeps a worker within its 250 MiB (issue 14). Later
+# batches get fresh seeds (batch_seed), like --duration; each starts with a few small examples.
+MAX_BATCH = 500
 
 
 def worker_seed(config: FuzzConfig, worker: int) -> int:
@@ -180,6 +182,7 @@ def run_worker(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> WorkerResult:
     started = time.monotonic()
+    pin_malloc()  # freed multi-MiB payloads go back to the kernel (statemodel.fuzz.memory)
     base_seed = worker_seed(config, worker)
     result = WorkerResult(worker=worker, seed=base_seed)
     loaded = load_machine(config.machine)
@@ -208,7 +211,7 @@ def run_worker(
                               "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
         progress(worker, snap)
 
-    with Recorder.collecting() as col:
+    with Recorder.collecting() as col, RssMeter() as rss:
         col.listener = publish
         batch = 0
         while True:
@@ -279,6 +282,7 @@ def run_worker(
             elif deadline is None or time.monotonic() >= deadline:
                 break
         col.listener = None
+    result.memory = rss.summary()
     result.examples, result.steps = col.examples, col.steps
     result.shrink_runs, result.replays = col.runs["shrink"], col.runs["replay"]
     result.discarded = col.runs["discarded"]

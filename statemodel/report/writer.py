@@ -66,6 +66,7 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
         "faults": result.faults,
         "scenarios": coverage_table(result.scenarios, result.examples),
         "slowest_recovery": result.slowest_recovery,
+        "memory": result.memory,  # the largest worker's RSS in MiB (peak, plateau)
         # One entry per root cause (statemodel.fuzz.causes); "count" says how many failures
         # Hypothesis, the batches and the workers reported for it.
         "failures": [
@@ -81,7 +82,7 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
              "discarded": w.discarded, "shrink_runs": w.shrink_runs, "replays": w.replays, "shrink_seconds": round(w.shrink_seconds, 3),
              "shrink_stopped": w.shrink_stopped,
              "trace_digest": w.trace_digest, "interrupted": w.interrupted, "error": w.error,
-             "elapsed": round(w.elapsed, 3)}
+             "elapsed": round(w.elapsed, 3), "memory": w.memory}
             for w in result.workers
         ],
         "errors": result.errors,

@@ -24,6 +24,10 @@ def test_fuzz_finds_mutant_and_writes_report(dup_report):
     [failure] = summary["failures"]
     assert failure["invariant"]["invariant"] == INVARIANT and failure["reproduced"] is True
     assert len(summary["trace_digest"]) == 64
+    # the worker's RSS, read from /proc: the high-water mark and the second half's median
+    memory = summary["memory"]
+    assert 0 < memory["plateau_mib"] <= memory["peak_mib"] == summary["workers"][0]["memory"]["peak_mib"]
+    assert f"worker RSS peak {memory['peak_mib']:.0f} MiB, plateau {memory['plateau_mib']:.0f} MiB" in proc.stdout
     folder = report / failure["folder"]
     assert {p.name for p in folder.iterdir()} >= {"repro_test.py", "trace.json", "timeline.html"}
     trace = json.loads((folder / "trace.json").read_text())

@@ -23,6 +23,7 @@ BUDGETS = {
     "mutant_bound_seconds": (5.0, 30.0),  # the target: each mutant caught and shrunk in < 30 s
     "mutant_names": (("no_dedupe", "inflight_per_connection"), None),  # None = all
     "memory_clients": (10, 100),
+    "fuzz_examples": (10, 600),  # a fuzz worker's RSS: past one Hypothesis batch (runner.MAX_BATCH)
     "realnet": ((("tcp",), 2.0, 1), (("ws", "tcp", "netns"), 40.0, 5)),  # transports, seconds each, examples a run
 }
 # Real-socket step rates (issue 14): the figure is steps/s, its anchor the sim's in the same run.
@@ -62,8 +63,8 @@ def host() -> dict[str, Any]:
 
 
 def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: int = 0) -> dict[str, Any]:
-    """Measure everything (full run: about 3 minutes on 2 cores; quick: well under 30 s)."""
-    from statemodel.bench import loopback, memory, mutants, realrate, steprate
+    """Measure everything (full run: about 15 minutes on 2 cores; quick: well under a minute)."""
+    from statemodel.bench import fuzzmem, loopback, memory, mutants, realrate, steprate
     from statemodel.stream.mutants import MUTANTS
 
     pick = 0 if quick else 1
@@ -89,9 +90,9 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: 
     section("steprate", lambda: steprate.measure_machine(BUDGETS["steprate_seconds"][pick], seed=seed),
             lambda sr: [figure(
                 "sim_step_rate", "sim steps/s of StreamMachine (reference target)", sr["stream"]["steps_per_s"],
-                "steps/s", ("ratio", ">=", 0.5), sr["bare"]["steps_per_s"], "bare Hypothesis machine, trivial rules",
+                "steps/s", ("ratio", ">=", 0.15), sr["bare"]["steps_per_s"], "bare Hypothesis machine, trivial rules",
                 false_failures=sr["stream"]["failures"])],
-            ("sim_step_rate",), (("ratio", ">=", 0.5),))
+            ("sim_step_rate",), (("ratio", ">=", 0.15),))
 
     progress("loopback: reconnect + resume, 2 MiB throughput, fault proxy overhead")
     raw = "raw trio-websocket connect+close p50"
@@ -129,11 +130,19 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: 
         ("value", "<=", 50.0), mem["bare_interpreter_mib"], "bare interpreter with trio + trio-websocket")],
         ("server_peak_rss",), (("value", "<=", 50.0),))
 
+    examples = BUDGETS["fuzz_examples"][pick]
+    progress(f"memory: one fuzz worker, {examples} examples")
+    section("fuzzmem", lambda: fuzzmem.measure(examples, seed=seed), lambda fm: [figure(
+        "fuzz_worker_rss", f"fuzz worker RSS, plateau over {fm['examples']} examples (peak: details)",
+        fm["plateau_mib"], "MiB", ("value", "<=", 250.0), fm["anchor_mib"],
+        "a process that imported the machine and Hypothesis", peak_mib=fm["peak_mib"])],
+        ("fuzz_worker_rss",), (("value", "<=", 250.0),))
+
     names = list(BUDGETS["mutant_names"][pick] or MUTANTS)
     bound = BUDGETS["mutant_bound_seconds"][pick]
-    progress(f"mutants: hunting {len(names)} (bound {bound:g} s each, 2 at a time)")
-    m_targets = (("value", ">=", 1.0), ("value", "<=", 30.0), ("value", "<=", 5.0), ("value", "<=", 10.0))
-    section("mutants", lambda: mutants.summarise(mutants.hunt_all(names, bound, seed=seed)), lambda h: [
+    progress(f"mutants: hunting {len(names)} (bound {bound:g} s each, one at a time)")
+    m_targets = (("value", ">=", 1.0), ("value", "<=", 30.0), ("value", "<=", 3.0), ("value", "<=", 10.0))
+    section("mutants", lambda: mutants.summarise(mutants.hunt_all(names, bound, seed=seed, parallel=1)), lambda h: [
         figure("mutants_caught", "mutants caught within the bound", h["caught_fraction"], "fraction", m_targets[0]),
         figure("mutant_max_seconds", "slowest catch + shrink (killed at the bound)", h["max_seconds"], "s",
                m_targets[1]),

@@ -10,13 +10,13 @@ import sys
 EXPECTED = {
     "sim_step_rate", "resume_p50", "resume_p99", "throughput_2mib", "proxy_added_rtt_p50",
     "proxy_throughput", "server_peak_rss", "mutants_caught", "mutant_max_seconds",
-    "mutant_median_seconds", "mutant_max_shrunk_steps", "tcp_step_rate",
+    "mutant_median_seconds", "mutant_max_shrunk_steps", "tcp_step_rate", "fuzz_worker_rss",
 }
 
 
 def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> None:
     proc = subprocess.run([sys.executable, "-m", "statemodel", "bench", "--quick", "--json"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["quick"] is True
@@ -42,6 +42,8 @@ def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> Non
     assert memory["connects"] >= 2 * memory["clients"]
     assert result["details"]["realnet"]["tcp"]["real"]["steps"] > 0
     assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0
+    fuzz = result["details"]["fuzzmem"]
+    assert fuzz["examples"] > 0 and 0 < fuzz["plateau_mib"] <= fuzz["peak_mib"] and fuzz["anchor_mib"] > 0
 
 
 def test_percentile_is_nearest_rank() -> None:

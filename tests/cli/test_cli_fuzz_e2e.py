@@ -7,7 +7,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from conftest import cli_env, statemodel
+from cli_helpers import cli_env, statemodel
 
 INVARIANT = "delivered_is_prefix_of_sent"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import cli_env, statemodel
+from cli_helpers import cli_env, statemodel
 
 
 def _machine_import_error() -> str | None:

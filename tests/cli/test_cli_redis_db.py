@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import statemodel
+from cli_helpers import statemodel
 
 REDIS_URL = os.environ.get("STATEMODEL_REDIS_URL")
 

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from conftest import statemodel
+from cli_helpers import statemodel
 from kept_programs import MUTANTS, SEED5
 
 RECORD = """

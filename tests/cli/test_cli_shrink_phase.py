@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import statemodel
+from cli_helpers import statemodel
 
 from statemodel.fuzz.causes import program_steps
 from statemodel.fuzz.config import FuzzConfig

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import statemodel
+from cli_helpers import statemodel
 from devtools import CHROMIUM, chromium, with_page
 from kept_programs import MUTANTS, ONE_BUG
 

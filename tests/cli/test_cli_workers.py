@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import cli_env, statemodel
+from cli_helpers import cli_env, statemodel
 
 
 def test_two_workers_merge_results_deterministically(tmp_path):

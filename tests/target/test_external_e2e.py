@@ -20,7 +20,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from statemodel.machine import MachineOptions, machine_class
 from statemodel.model import InvariantViolation
 
-from conftest import script_server
+from script_server import script_server
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent

@@ -16,18 +16,9 @@ import sys
 import time
 from typing import Any
 
+from statemodel.fuzz.causes import program_steps
+
 BATCH = 25  # examples per seeded Hypothesis run; the budget is checked between runs
-
-
-def program_steps(program: str) -> int:
-    """Steps of a printed Hypothesis program: every ``state.<rule>(...)`` call (including the
-    initialize rule) except the ``invariants()`` / ``teardown()`` lines Hypothesis adds."""
-    steps = 0
-    for line in program.splitlines():
-        call = line.split("=", 1)[1].strip() if " = state." in line else line.strip()
-        if call.startswith("state.") and not call.startswith(("state.invariants_hold()", "state.invariants()", "state.teardown()")):
-            steps += 1
-    return steps
 
 
 def _own_hunt(name: str, budget_seconds: float, seed: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ DISTURBANCES = frozenset({"outage", "restart_server", "take_over", "forge_resume
 _CALL = re.compile(r"\bstate\.([A-Za-z_][A-Za-z0-9_]*)\(([^\n]*)")
 _FAULT = re.compile(r"\bfault=([A-Za-z_][A-Za-z0-9_]*)\(")
 _NUMBER = re.compile(r"\d+")
-_NOT_STEPS = ("invariants_hold", "teardown")
+_NOT_STEPS = ("invariants_hold", "invariants", "teardown")
 
 
 def trigger(program: str | None) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_program_steps_counts_rules_not_invariants_or_teardown() -> None:
-    from statemodel.bench.mutants import program_steps
+    from statemodel.fuzz.causes import program_steps
 
     program = "\n".join([
         "state = StreamMachine_sim()",
@@ -66,6 +66,7 @@ def test_program_steps_counts_rules_not_invariants_or_teardown() -> None:
         "state.connect()",
         "state.invariants_hold()",
         "state.drop(fault=Abort(), session=0)",
+        "state.invariants()",
         "state.teardown()",
     ])
     assert program_steps(program) == 3

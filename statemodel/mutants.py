@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from statemodel.fuzz.causes import program_steps
 from statemodel.fuzz.config import FuzzConfig
-from statemodel.fuzz.runner import run_worker
+from statemodel.fuzz.runner import run_worker, shrinking_without_wall_clock
 from statemodel.stream.mutants import MUTANTS
 
 
@@ -52,7 +52,11 @@ def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile:
                             batch_examples=100_000, shrink_budget=None)
     over_budget = (lambda: False) if budget_seconds is None else (
         lambda: time.monotonic() - started > budget_seconds)
-    result = run_worker(config, should_stop=over_budget)
+    if max_examples is not None:  # deterministic: nothing, not even how far it shrinks, depends on load
+        with shrinking_without_wall_clock():
+            result = run_worker(config, should_stop=over_budget)
+    else:
+        result = run_worker(config, should_stop=over_budget)
     failure = result.failures[0] if result.failures else None
     return HuntResult(
         name=name,

@@ -20,6 +20,7 @@ which Hypothesis then prints (with its ``@reproduce_failure`` blob) as usual. Wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import time
@@ -64,6 +65,21 @@ class StopRun(KeyboardInterrupt):  # noqa: N818 - a stop, not an error
 # held ~300 MiB; 500 hold ~75 MiB, which keeps a worker within its 250 MiB (issue 14). Later
 # batches get fresh seeds (batch_seed), like --duration; each starts with a few small examples.
 MAX_BATCH = 500
+
+
+@contextlib.contextmanager
+def shrinking_without_wall_clock():
+    """Lift Hypothesis' own 300 s shrinking deadline (``engine.MAX_SHRINKING_SECONDS``) for a run
+    bounded by example count: with it, how far a failure shrinks depended on machine load (a
+    hunt shrank to 2 steps alone and stopped at 11 beside other work). Shrinking still ends by
+    count (Hypothesis' 500 successful shrinks and its call limit)."""
+    from hypothesis.internal.conjecture import engine
+    saved = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = float("inf")
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
 
 
 def worker_seed(config: FuzzConfig, worker: int) -> int:

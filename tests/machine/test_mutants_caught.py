@@ -76,3 +76,15 @@ def test_shrunk_program_replays_identically_in_a_separate_process(hunts):
     assert outputs[0].startswith("FAILED:"), outputs[0]
     assert outputs[0] == outputs[1]
     assert result.invariant.split(" violated")[0].split(": ", 1)[-1] in outputs[0]
+
+
+def test_how_far_a_deterministic_hunt_shrinks_does_not_depend_on_load(hunts, monkeypatch):
+    """Hypothesis stops shrinking after 300 s of wall time; on a loaded machine a hunt hit it
+    and reported 11 steps where it reports 2 alone. A deadline already passed (the most loaded
+    machine) must give the same shrunk program as the unloaded hunt."""
+    from hypothesis.internal.conjecture import engine
+    alone = hunts("no_fencing")
+    monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", -1.0)
+    loaded = hunt("no_fencing", budget_seconds=None, seed=0, max_examples=CI_EXAMPLES)
+    assert engine.MAX_SHRINKING_SECONDS == -1.0  # restored after the hunt
+    assert loaded.caught and loaded.program == alone.program

@@ -321,8 +321,8 @@ class HostileMachine(StreamMachine):
     def _promise_holds(self) -> None:
         self.probe.promise_holds(self._stalled() <= bounds.misbehaving_sessions(self.target.config))
 
-    async def _apply(self, session, fault) -> None:
+    async def _cut(self, session, fault=F.Abort()) -> None:
         """A fault may stall honest sessions: the fairness promise may stop holding right now."""
-        await super()._apply(session, fault)
+        await super()._cut(session, fault)
         if self.probe is not None:
             self._promise_holds()

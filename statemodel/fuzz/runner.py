@@ -31,7 +31,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis.control import current_build_context
 from hypothesis.database import InMemoryExampleDatabase
-from hypothesis.errors import Frozen, StopTest, UnsatisfiedAssumption
+from hypothesis.errors import FlakyStrategyDefinition, Frozen, StopTest, UnsatisfiedAssumption
 from hypothesis.stateful import run_state_machine_as_test
 
 import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
@@ -279,6 +279,11 @@ def run_worker(
             if raised is not None:
                 failures = extract_failures(raised) or unreplayable_failures(raised)
                 if not failures:
+                    if isinstance(raised, FlakyStrategyDefinition):
+                        raise InfrastructureError(
+                            "the machine drew differently when Hypothesis re-ran the same choices: a "
+                            "precondition or bundle depends on timing, not on the program (a bug of the "
+                            f"state machine, not of the target): {raised}") from raised
                     raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
                 shrunk = Phase.shrink in settings.phases and result.shrink_stopped is None
                 with Recorder.paused():

@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             why = ""
             if old != new:
                 why = (" (real sockets: timing differs run to run)" if opts.get("transport", "sim") != "sim"
+                       else " (it no longer fails: the code it ran has changed)" if outcome.error is None
                        else " (a sim replay must be bit for bit: this is a bug, please report it)")
             console.print(f"recording {new[:16]}… is {same} the fuzz run's ({old[:16]}…){why}", highlight=False)
     else:

@@ -14,6 +14,8 @@ from typing import Any
 
 import trio
 
+from statemodel.net.wsframes import take_frame
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 MAX_FRAMES = 400  # per case; later frames are counted, not kept
 MAX_HTTP_HEAD = 64 * 1024
@@ -70,14 +72,6 @@ def _redact(header: dict) -> dict:
     return header
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    n = len(payload)
-    if not n:
-        return payload
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-
-
 class _Parser:
     """One direction's WebSocket frames (after the HTTP upgrade), reassembled into messages."""
 
@@ -104,30 +98,10 @@ class _Parser:
             pass
 
     def _frame(self) -> bool:
-        buf = self.buf
-        if len(buf) < 2:
+        frame = take_frame(self.buf)
+        if frame is None:
             return False
-        fin, op = buf[0] & 0x80, buf[0] & 0x0F
-        masked, n, pos = buf[1] & 0x80, buf[1] & 0x7F, 2
-        if n == 126:
-            if len(buf) < 4:
-                return False
-            n, pos = int.from_bytes(buf[2:4], "big"), 4
-        elif n == 127:
-            if len(buf) < 10:
-                return False
-            n, pos = int.from_bytes(buf[2:10], "big"), 10
-        mask = b""
-        if masked:
-            if len(buf) < pos + 4:
-                return False
-            mask, pos = bytes(buf[pos:pos + 4]), pos + 4
-        if len(buf) < pos + n:
-            return False
-        payload = bytes(buf[pos:pos + n])
-        del buf[:pos + n]
-        if masked:
-            payload = _unmask(payload, mask)
+        fin, op, payload = frame
         if op == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             reason = payload[2:].decode("utf-8", "replace")[:120]

@@ -108,3 +108,34 @@ class FrameScanner:
                 if length == 0:
                     self._opcode = None
         return segments
+
+
+def take_frame(buf: bytearray) -> tuple[bool, int, bytes] | None:
+    """Remove one whole frame from the front of ``buf`` (after the HTTP upgrade) and return
+    ``(fin, opcode, payload)`` with the payload unmasked; None while it is incomplete. For
+    the wire views (the timeline's and the conformance tap's) that show what frames held."""
+    if len(buf) < 2:
+        return None
+    fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
+    masked, n, pos = buf[1] & 0x80, buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, pos = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, pos = int.from_bytes(buf[2:10], "big"), 10
+    mask = b""
+    if masked:
+        if len(buf) < pos + 4:
+            return None
+        mask, pos = bytes(buf[pos:pos + 4]), pos + 4
+    if len(buf) < pos + n:
+        return None
+    payload = bytes(buf[pos:pos + n])
+    del buf[:pos + n]
+    if mask and n:
+        key = (mask * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    return fin, opcode, payload

@@ -17,6 +17,8 @@ import json
 import struct
 from typing import Any
 
+from statemodel.net.wsframes import take_frame
+
 OPCODES = {0x0: "continuation", 0x1: "text", 0x2: "binary", 0x8: "close", 0x9: "ping", 0xA: "pong"}
 MAX_HTTP = 64 * 1024
 MAX_SUMMARY = 160
@@ -115,31 +117,10 @@ class _Direction:
             out.extend(item)
 
     def _frame(self) -> list | None:
-        buf = self.buf
-        if len(buf) < 2:
+        frame = take_frame(self.buf)
+        if frame is None:
             return None
-        fin, opcode = buf[0] & 0x80, buf[0] & 0x0F
-        masked, length = buf[1] & 0x80, buf[1] & 0x7F
-        pos = 2
-        if length == 126:
-            if len(buf) < 4:
-                return None
-            length, pos = struct.unpack(">H", buf[2:4])[0], 4
-        elif length == 127:
-            if len(buf) < 10:
-                return None
-            length, pos = struct.unpack(">Q", buf[2:10])[0], 10
-        key = b""
-        if masked:
-            if len(buf) < pos + 4:
-                return None
-            key, pos = bytes(buf[pos:pos + 4]), pos + 4
-        if len(buf) < pos + length:
-            return None
-        payload = bytes(buf[pos:pos + length])
-        del buf[: pos + length]
-        if key:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        fin, opcode, payload = frame
         if opcode >= 0x8:  # control frames are never fragmented
             if opcode == 0x8:
                 code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None

@@ -193,3 +193,4 @@ def test_drop_during_handshake_fails_the_opening_handshake_then_next_link_works(
             nursery.cancel_scope.cancel()
 
     run(main)
+

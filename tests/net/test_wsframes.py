@@ -72,3 +72,20 @@ def test_a_stream_without_an_http_head_is_treated_as_opaque_bytes():
     for _ in range(5):
         assert scanner.feed(b"\x88" * 20_000) == [(0, 20_000, HTTP, None, False)]
     assert scanner.opaque and scanner.frames == []
+
+
+def test_take_frame_returns_whole_frames_unmasked_and_waits_for_the_rest() -> None:
+    """The wire views' one frame reader (net.wsframes.take_frame): fin, opcode, unmasked payload."""
+    from statemodel.net.wsframes import take_frame
+
+    payload = bytes(range(256)) * 2  # 512 bytes: a 16-bit length
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    frame = bytes([0x82, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask + masked
+    close = bytes([0x88, 2]) + (4006).to_bytes(2, "big")
+    buf = bytearray(frame[:-1])
+    assert take_frame(buf) is None and len(buf) == len(frame) - 1  # incomplete: nothing taken
+    buf += frame[-1:] + close
+    assert take_frame(buf) == (True, 0x2, payload)
+    assert take_frame(buf) == (True, 0x8, (4006).to_bytes(2, "big"))
+    assert take_frame(buf) is None and not buf

@@ -246,8 +246,9 @@ def run_worker(
                 if should_stop():
                     return True
                 started_shrinking = phases.shrink_started
-                if started_shrinking is None:  # generating: a --duration run ends between examples
-                    return deadline is not None and time.monotonic() >= deadline
+                if started_shrinking is None:  # generating: a --duration run ends between examples,
+                    # after one at least (a loaded host can spend a short duration starting up)
+                    return deadline is not None and time.monotonic() >= deadline and col.examples > 0
                 return (config.shrink_budget is not None
                         and time.monotonic() - started_shrinking >= config.shrink_budget)
 

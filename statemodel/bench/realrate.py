@@ -13,35 +13,13 @@ correct implementation are counted (false failures). Usage:
 
 from __future__ import annotations
 
-import re
-import select
-import subprocess
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from statemodel.bench.steprate import _machine_rate
+from statemodel.target.served import script_server
 
 TRANSPORTS = ("ws", "tcp", "netns")
-
-
-@contextmanager
-def script_server():
-    """``statemodel serve --app script`` on a free loopback port; yields its ws:// URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "statemodel", "serve", "--app", "script", "--host", "127.0.0.1",
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
-        match = re.search(r"ws://127\.0\.0\.1:\d+/", proc.stdout.readline() if ready else "")
-        if match is None:
-            raise RuntimeError("statemodel serve --app script did not start")
-        yield match.group(0)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _merge(parts: list[dict]) -> dict:

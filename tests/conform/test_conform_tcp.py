@@ -4,18 +4,13 @@ cases written for that bug."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("target_script_server", Path(__file__).parents[1] / "target" / "script_server.py")
-_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_module)
-script_server = _module.script_server  # `statemodel serve --app script` on a free port
+from statemodel.target.served import script_server  # `statemodel serve --app script` on a free port
 
 QUICK = ["text_message_closes_4000", "older_duplicate_dropped_by_server", "resume_with_nothing_received_yet",
          "client_context_set_offline", "session_expires_after_ttl"]

@@ -26,35 +26,29 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def _finite(text: str, expected: str, unit: str, zero: bool) -> float:
+    """A finite float, more than 0 (or 0 or more with ``zero``); nan and inf are refused."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (and finite), got {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not (0 <= value if zero else 0 < value) or value == float("inf"):
+        least = "0 or more" if zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"must be {least}{unit} (and finite), got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _finite(text, "seconds", " seconds", zero=False)
 
 
 def seconds(text: str) -> float:
     """Seconds, 0 allowed (e.g. a budget of 0: do none of it)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds (and finite), got {text}")
-    return value
+    return _finite(text, "seconds", " seconds", zero=True)
 
 
 def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more (and finite), got {text}")
-    return value
+    return _finite(text, "a number", "", zero=True)
 
 
 def seed(text: str) -> int:

@@ -30,9 +30,14 @@ def script_server(*mutants: str, start_timeout: float = 30.0) -> Iterator[str]:
             raise RuntimeError(f"statemodel serve did not start: {line!r} {proc.stderr.read()!r}")
         yield match.group(0)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate ``proc``; kill it if it has not exited within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)

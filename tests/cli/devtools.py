@@ -22,6 +22,8 @@ from pathlib import Path
 import trio
 from trio_websocket import open_websocket_url
 
+from statemodel.target.served import stop
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The flags that work on this machine (/work/.library/env/machines/python.md): no sandbox as
 # root, and no background networking, which a closed network refuses.
@@ -45,12 +47,7 @@ def chromium(width: int = 1500, height: int = 1100, start_timeout: float = 30.0)
                 time.sleep(0.05)
             yield int(active.read_text().split()[0])
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop(proc)
 
 
 class Page:

@@ -11,7 +11,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,7 +39,7 @@ def chromium(width: int = 1500, height: int = 1100, start_timeout: float = 30.0)
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                                  f"--window-size={width},{height}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             active = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + start_timeout
@@ -48,6 +50,39 @@ def chromium(width: int = 1500, height: int = 1100, start_timeout: float = 30.0)
             yield int(active.read_text().split()[0])
         finally:
             stop(proc)
+            reap_group(proc.pid)
+
+
+def reap_group(pgid: int, timeout: float = 10.0) -> None:
+    """Kill what is left of Chromium's process group and wait for it to go.
+
+    The browser process exits on SIGTERM before its helpers (renderer, utility, crashpad) do;
+    on a loaded host they were still writing to the profile when TemporaryDirectory removed
+    it ("Directory not empty: 'Default'", a CI failure). Killed processes write nothing.
+    """
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            if all(state == "Z" for state in group_states(pgid)):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"chromium's process group {pgid} outlived SIGKILL by {timeout} s")
+
+
+def group_states(pgid: int) -> list[str]:
+    """The state letter of each live process in group ``pgid``, from /proc."""
+    states = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid:
+                states.append(fields[0])
+    return states
 
 
 class Page:

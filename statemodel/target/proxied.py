@@ -20,15 +20,12 @@ from statemodel.stream.config import Config
 from statemodel.target.base import FAST_TIMERS
 
 # Real seconds, paid for by every rule that waits on a timer (outages wait for the dead-peer
-# timer, reconnects for backoff and handshakes). A quarter of the sim's FAST_TIMERS took
-# real-socket runs from ~3 to tens of steps/s; with heartbeat 0.1 s, dead after 0.4 s and
-# backoff up to 0.2 s, settling still spent 80% of its time waiting for reconnects, and
-# halving those three bought 1.5-1.7x steps/s (issue 14; a further halving ~10% more, and a
-# loaded host's stalls would start to look like dead peers). A loaded machine that stalls a
-# loop past dead_after only causes a spurious reconnect, which the protocol must survive
-# anyway; send_timeout stays long, or a bandwidth-capped 2 MiB message could never be sent.
-REAL_TIME_CONFIG = Config(**dict(FAST_TIMERS, handshake_timeout=1.0, heartbeat_interval=0.05, dead_after=0.2,
-                                 close_timeout=0.5, backoff_base=0.01), backoff_max=0.1)
+# timer, reconnects for backoff and handshakes): a quarter of the sim's FAST_TIMERS, which
+# took real-socket runs from ~3 to tens of steps/s. A loaded machine that stalls a loop past
+# dead_after only causes a spurious reconnect, which the protocol must survive anyway;
+# send_timeout stays long, or a bandwidth-capped 2 MiB message could never be sent.
+REAL_TIME_CONFIG = Config(**dict(FAST_TIMERS, handshake_timeout=1.0, heartbeat_interval=0.1, dead_after=0.4,
+                                 close_timeout=0.5, backoff_base=0.01), backoff_max=0.2)
 # The longest wait of one `advance`/`outage` rule on the real clock: past every timer above
 # but the send timeout (a dead peer is noticed, a reconnect fails or gets through).
 REAL_TIME_MAX_ADVANCE = 1.0

@@ -72,17 +72,17 @@ def reap_group(pgid: int, timeout: float = 10.0) -> None:
 
 def group_states(pgid: int) -> list[str]:
     """The state letter of each live process in group ``pgid``, from /proc."""
-    states = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid:
-                states.append(fields[0])
-    return states
+    fields = (stat_fields(int(entry.name)) for entry in os.scandir("/proc") if entry.name.isdigit())
+    return [f[0] for f in fields if f is not None and int(f[2]) == pgid]
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name (state, ppid, pgrp, ...); None once gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
 
 
 class Page:

@@ -15,6 +15,7 @@ kernel's high-water mark, ``VmHWM``) and the plateau (median of the second half'
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import statistics
 import threading
@@ -30,6 +31,43 @@ def pin_malloc(threshold: int = MMAP_THRESHOLD) -> bool:
         return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False
+
+
+class Sweeper:
+    """Frees the last example's garbage before the next example starts.
+
+    A finished machine is garbage in reference cycles (its teardown wrapper, exceptions
+    whose tracebacks hold the frames that held a chunk, trio's tasks), payloads and all.
+    CPython runs a full collection only once the objects that survived since the last one
+    reach a quarter of all long-lived ones, and a Hypothesis run keeps every result, so
+    consecutive examples with multi-MiB messages stacked up: 40 MiB each, a worker's peak
+    371 MiB at a 188 MiB plateau. A full collection with a run's results tracked costs
+    ~90 ms, so everything alive between examples is frozen (``gc.freeze``) and a sweep only
+    scans what was allocated since the last one (~4 ms). Use as a context manager around
+    one Hypothesis run: leaving it unfreezes (what was frozen is collected normally again).
+    """
+
+    def __init__(self, full_every: int = 16) -> None:
+        self.full_every = full_every
+        self.sweeps = 0
+
+    def __enter__(self) -> "Sweeper":
+        gc.collect()
+        gc.freeze()
+        return self
+
+    def sweep(self) -> None:
+        """Collect what was allocated since the last sweep; every ``full_every`` sweeps,
+        everything (what was frozen alive and died since: Hypothesis' per-example data)."""
+        self.sweeps += 1
+        if self.sweeps % self.full_every == 0:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    def __exit__(self, *exc) -> None:
+        gc.unfreeze()
+        gc.collect()
 
 
 def _status_kib(field: str) -> int | None:

@@ -38,7 +38,7 @@ import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
 from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
-from statemodel.fuzz.memory import RssMeter, pin_malloc
+from statemodel.fuzz.memory import RssMeter, Sweeper, pin_malloc
 from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (
     ProgramError,
@@ -155,24 +155,29 @@ def _observe(machine, phases: Phases):
                     recorder.failed = True
                 if kind != "replay":
                     phases.failed(failed, recorder)
+            # Hypothesis' record of the example (frozen by the next sweep) keeps the machine:
+            # let it keep an empty one, so the world it ran is garbage the sweep frees.
+            vars(machine).clear()
 
     machine.teardown = observed_teardown
     return machine
 
 
 def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = lambda: False,
-                 phases: Phases | None = None):
+                 phases: Phases | None = None, sweep: Callable[[], None] = lambda: None):
     """A zero-argument factory with a stable source (stable database key) and a seed.
 
     A requested stop (Ctrl-C, time-out, shrink budget) is raised here, between examples, as
     the KeyboardInterrupt Hypothesis propagates at once; raising it from a signal handler
-    could land anywhere (e.g. inside a gc callback, where it is swallowed).
+    could land anywhere (e.g. inside a gc callback, where it is swallowed). ``sweep`` runs
+    there too, before each machine is built (``memory.Sweeper``).
     """
     phases = phases or Phases()
 
     def factory():
         if should_stop():
             raise StopRun("stop requested")
+        sweep()
         return _observe(cls(), phases)
 
     return hypothesis_seed(seed_value)(factory)
@@ -181,7 +186,9 @@ def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = l
 def _run(cls, seed_value, settings, should_stop, phases: Phases) -> BaseException | None:
     """One Hypothesis run; returns what it raised (None: it passed). A stop propagates."""
     try:
-        run_state_machine_as_test(make_factory(cls, seed_value, should_stop, phases), settings=settings)
+        with Sweeper() as sweeper:
+            run_state_machine_as_test(make_factory(cls, seed_value, should_stop, phases, sweeper.sweep),
+                                      settings=settings)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - sorted into failures / errors by the caller

@@ -22,6 +22,7 @@ from hypothesis import event as hypothesis_event, strategies as st, target as hy
 from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, consumes, initialize, invariant, multiple, precondition, rule
 
+from statemodel import timers
 from statemodel.bridge import TrioStateMachine
 from statemodel.machine.edge import OPEN_AHEAD, TICK, resume_at
 from statemodel.machine.logwatch import TracebackWatch
@@ -91,7 +92,7 @@ async def pass_time(end: float, poll: float, done=lambda: False, each=lambda: No
     every turn. The clock is read once a turn: on the real clock a second read can already be
     past ``end``, and a negative ``trio.sleep`` is a ValueError (found by the 1,000-example tcp run)."""
     while (left := end - trio.current_time()) > 0 and not done():
-        await trio.sleep(min(poll, left))
+        await timers.sleep(min(poll, left))
         each()
 
 
@@ -283,7 +284,7 @@ class StreamMachine(TrioStateMachine):
 
         async def job():
             result = await async_fn(*args)
-            await trio.sleep(STEP)
+            await timers.sleep(STEP)
             return result
 
         return self.run(job)
@@ -436,8 +437,8 @@ class StreamMachine(TrioStateMachine):
         # network made it give up waiting), so shrunk programs need no filler steps for time.
         # On the real clock a fault in force may hold the handshake for a whole timeout and
         # more: wait briefly then (the session connects once healed), fully on a healthy network.
-        with trio.move_on_after(REAL_FAULTED_CONNECT_WAIT if self.real_time and self.faulted else CONNECT_WAIT):
-            await handle.connected.wait()
+        wait = REAL_FAULTED_CONNECT_WAIT if self.real_time and self.faulted else CONNECT_WAIT
+        await timers.wait_event_until(handle.connected, trio.current_time() + wait)
 
     async def _run_client(self, handle: SessionHandle, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with handle.client.run():
@@ -630,7 +631,7 @@ class StreamMachine(TrioStateMachine):
     def _command(self, handle: StreamHandle, command: dict) -> None:
         self.model.command(handle.key, command, self._now())
         handle.outbox.send_nowait(command)
-        self.run(trio.sleep, STEP)
+        self.run(timers.sleep, STEP)
 
     @rule(stream=streams, chunks=st.lists(chunk_specs(), min_size=1, max_size=3))
     @recorded
@@ -685,7 +686,7 @@ class StreamMachine(TrioStateMachine):
             self.run(self._go_offline, stream.session)
         self.model.cancel(stream.key, self._now())
         stream.outbox.send_nowait("cancel")
-        self.run(trio.sleep, STEP)
+        self.run(timers.sleep, STEP)
 
     @precondition(lambda self: self.model is not None)
     @rule(session=SESSION, value=CONTEXT_VALUES, overwrite=st.booleans(), offline=st.booleans())
@@ -761,7 +762,7 @@ class StreamMachine(TrioStateMachine):
 
     async def _drop_soon(self, handle: SessionHandle) -> None:
         """Let queued commands reach the wire (not yet the server), then drop the connection."""
-        await trio.sleep(0.001)
+        await timers.sleep(0.001)
         if handle.link is not None:
             await self._cut(handle)
 
@@ -787,7 +788,7 @@ class StreamMachine(TrioStateMachine):
 
     async def _redeliver(self, handle: SessionHandle, to: str, back: int) -> None:
         proto = self._proto(handle)
-        await trio.sleep(REDELIVER_WAIT)
+        await timers.sleep(REDELIVER_WAIT)
         last_of = self._positions(handle, to)
         if max(last_of.values(), default=0) < 2:
             # Nothing older than the latest item to copy yet: one more command on a live stream
@@ -797,7 +798,7 @@ class StreamMachine(TrioStateMachine):
                 command = {"op": "emit", "chunks": [{"kind": "json", "value": "before a re-delivery"}] * 2}
                 self.model.command(live[0].key, command, trio.current_time())
                 live[0].outbox.send_nowait(command)
-                await trio.sleep(REDELIVER_WAIT)
+                await timers.sleep(REDELIVER_WAIT)
                 last_of = self._positions(handle, to)
         link = self._live_link(proto)
         if link is None:
@@ -818,7 +819,7 @@ class StreamMachine(TrioStateMachine):
         else:
             link.send(frame)
             handle.client._changed.notify()
-            await trio.sleep(STEP)  # a server that accepted the copy answers within this step
+            await timers.sleep(STEP)  # a server that accepted the copy answers within this step
 
     def _positions(self, handle: SessionHandle, to: str) -> dict[int, int]:
         """Per stream, the newest item the ``to`` end provably has: what the client received
@@ -839,7 +840,7 @@ class StreamMachine(TrioStateMachine):
         await self._cut(handle)
         with trio.move_on_after(OFFLINE_WAIT):
             while self._live_link(proto) is not None:
-                await trio.sleep(OFFLINE_POLL)
+                await timers.sleep(OFFLINE_POLL)
 
     async def _replay_slowly(self, handle: SessionHandle, done) -> None:
         """``_drop_until`` with the downlink capped at REPLAY_BYTES_PER_SECOND."""
@@ -854,7 +855,7 @@ class StreamMachine(TrioStateMachine):
         await self._cut(handle)
         with trio.move_on_after(OFFLINE_WAIT):
             while not done():
-                await trio.sleep(OFFLINE_POLL)
+                await timers.sleep(OFFLINE_POLL)
 
     def _live_streams(self) -> bool:
         """Some stream is still running, so a server restart has something to lose."""
@@ -883,7 +884,7 @@ class StreamMachine(TrioStateMachine):
         """A slow consumer: the application stops reading this stream until resumed."""
         if stream.paused is not None and stream.paused.is_set():
             stream.paused = trio.Event()
-        self.run(trio.sleep, STEP)
+        self.run(timers.sleep, STEP)
 
     @precondition(lambda self: any(h.paused is not None and not h.paused.is_set()
                                    for s in self.handles for h in s.streams))
@@ -895,7 +896,7 @@ class StreamMachine(TrioStateMachine):
             for h in s.streams:
                 if h.paused is not None:
                     h.paused.set()
-        self.run(trio.sleep, STEP)
+        self.run(timers.sleep, STEP)
 
     # ---- faults ----------------------------------------------------------------------------
     @rule(session=SESSION, fault=drop_faults())
@@ -1146,7 +1147,7 @@ class StreamMachine(TrioStateMachine):
             handle.gate = None
         self._note("net", "rogue", f"resume of session {handle.index} at {deadline} deadline {ticks:+d} ms: {verdict}")
         event(f"expire_edge: {verdict}")
-        self.run(trio.sleep, STEP)
+        self.run(timers.sleep, STEP)
         self._raise_violation()
 
     async def _expire_edge(self, handle: SessionHandle, resume: dict, config, deadline: str, ticks: int) -> str:
@@ -1154,7 +1155,7 @@ class StreamMachine(TrioStateMachine):
         session = self.target.server.proto.sessions.get(handle.session_id)
         with trio.move_on_after(OFFLINE_WAIT):
             while session is not None and session.disconnected_at is None:
-                await trio.sleep(OFFLINE_POLL)
+                await timers.sleep(OFFLINE_POLL)
         if session is None or session.disconnected_at is None:
             return "session gone before the probe"
         if deadline == "ttl":
@@ -1253,13 +1254,12 @@ class StreamMachine(TrioStateMachine):
                 self._note("net", "recovery", {"seconds": trio.current_time() - start})
                 return
             if waiting_for == "context":
-                await trio.sleep(REAL_POLL if self.real_time else SETTLE_POLL)
+                await timers.sleep(REAL_POLL if self.real_time else SETTLE_POLL)
                 continue
             # Everything else moves only when an observer reports to the model: wake then,
             # not every few virtual milliseconds (a poll was two scheduler passes each).
             self._progress = trio.Event()
-            with trio.move_on_at(deadline):
-                await self._progress.wait()
+            await timers.wait_event_until(self._progress, deadline)
             self._progress = None
         for s in self.handles:
             if s.client is not None and not self.model.sessions[s.index].status.connected:

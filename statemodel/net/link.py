@@ -22,6 +22,8 @@ from collections import deque
 
 import trio
 
+from statemodel.timers import Alarm, park_until
+
 from . import faults as F
 from .trace import Trace
 from .wsframes import HEADER, HTTP, OP_CLOSE, OP_PONG, FrameScanner
@@ -46,7 +48,7 @@ class Pipe:
         self.queue: deque[list] = deque()
         self.held: deque = deque()
         self._reader = trio.lowlevel.ParkingLot()  # the task in read(), waiting for bytes
-        self._read_scope: trio.CancelScope | None = None  # its deadline: the head's delivery time
+        self._read_scope: Alarm | None = None  # its deadline: the head's delivery time
         self._writers = trio.lowlevel.ParkingLot()  # tasks in wait_writable()
         self.buffered = 0
         self.scanner = FrameScanner()
@@ -280,10 +282,11 @@ class Pipe:
                     return data
             else:
                 at = math.inf
-            scope = self._read_scope = trio.CancelScope(deadline=at)
+            # A deadline that ends the wait without a cancellation (statemodel.timers): most
+            # reads end there, at the head's delivery time.
+            self._read_scope = Alarm(at)
             try:
-                with scope:
-                    await self._reader.park()
+                await park_until(self._reader, self._read_scope)
             finally:
                 self._read_scope = None
             waited = True

@@ -17,6 +17,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
+from statemodel import timers
+
 from . import protocol as P
 from . import websocket
 from .config import Config
@@ -311,7 +313,7 @@ class Client:
                 return
             delay = backoff_delay(self.config, self.backoff_level, self.rng)
             self._status(Reconnecting(self.attempt, delay))
-            await trio.sleep(delay)
+            await timers.sleep(delay)
         self._give_up(int(CloseCode.NORMAL), "client closed the session")
 
     def _give_up(self, code: int | None, reason: str) -> None:

@@ -233,8 +233,7 @@ class Server:
         while True:
             try:
                 d = self.proto.next_deadline(trio.current_time())
-                with trio.move_on_at(d):
-                    await self._changed.wait()
+                await self._changed.wait_or_until(d)
                 now = trio.current_time()
                 if now >= d:
                     self.proto.on_timer(now)

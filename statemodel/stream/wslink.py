@@ -12,6 +12,8 @@ from typing import Callable
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from statemodel.timers import Alarm, sleep_on, wait_event_until
+
 from .config import Config
 from .errors import MAX_CLOSE_REASON, CloseCode, printable
 from .protocol import Link
@@ -39,6 +41,11 @@ class Notifier:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    async def wait_or_until(self, deadline: float) -> bool:
+        """`wait()`, ending at `deadline` at the latest (without a cancellation: see
+        statemodel.timers); True when notified."""
+        return await wait_event_until(self._event, deadline)
 
     async def wait_until(self, cond: Callable[[], object]) -> None:
         """Return once `cond()` is true (checked at once, then after each notify)."""
@@ -172,9 +179,8 @@ async def run_link(
         # that moved later just costs one idle wakeup.
         nonlocal alarm
         while True:
-            alarm = trio.CancelScope(deadline=deadline())
-            with alarm:
-                await trio.sleep_forever()
+            alarm = Alarm(deadline())
+            await sleep_on(alarm)  # no cancellation at the deadline (statemodel.timers)
             now = trio.current_time()
             if now >= deadline():
                 try:
@@ -184,7 +190,7 @@ async def run_link(
                     return
                 changed.notify()
 
-    alarm = trio.CancelScope(deadline=deadline())
+    alarm = Alarm(deadline())
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)

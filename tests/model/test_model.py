@@ -1,6 +1,7 @@
 """The reference model catches each violation it is responsible for, and accepts correct runs."""
 
 import pytest
+from hypothesis import given, strategies as st
 
 from statemodel.model import InvariantViolation, Model
 from statemodel.model.status import StatusChecker
@@ -303,3 +304,16 @@ def test_client_context_set_in_an_unreported_replacement_survives_its_reset():
     assert m.sessions[s].context == {"c2": 2}
     with pytest.raises(InvariantViolation, match="session context preserved"):
         m.check_context(s, {"c1": 1})
+
+
+@given(st.lists(st.lists(st.one_of(st.text(st.characters(codec="utf-8")), st.binary(),
+                                   st.integers(0, 3000).map(lambda n: "é😀a"[n % 3] * n)), max_size=4), max_size=6))
+def test_largest_chunk_is_the_largest_utf8_size(commands):
+    """largest_chunk skips encoding texts that cannot be the largest (a fast path): it is
+    still exactly the largest chunk's size in bytes, texts counted in UTF-8."""
+    m = Model(expand)
+    key = m.open_stream(m.new_session(), {"op": "emit", "chunks": []})
+    for chunks in commands:
+        m.command(key, {"op": "emit", "chunks": chunks})
+    sizes = [len(c.encode()) if isinstance(c, str) else len(c) for chunks in commands for c in chunks]
+    assert m.largest_chunk == max(sizes, default=0)

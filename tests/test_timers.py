@@ -204,3 +204,28 @@ def test_real_clock(mode):
             assert await timers.park_until(lot, timers.Alarm(trio.current_time() + 5)) is True
 
     trio.run(main)
+
+
+def test_guest_run_takes_the_scope_forms(monkeypatch):
+    """In a guest run the host loop must hear of every new earlier deadline, which only a
+    cancel scope tells it: the waits fall back to the scope forms there."""
+    import queue
+
+    def no_fast_path(*args):
+        raise AssertionError("fast path taken in a guest run")
+
+    monkeypatch.setattr(timers.Alarm, "_wait", no_fast_path)
+    calls: queue.Queue = queue.Queue()
+    done: list = []
+
+    async def main():
+        start = trio.current_time()
+        await timers.sleep(0.01)
+        assert await timers.wait_event_until(trio.Event(), trio.current_time() + 0.01) is False
+        assert await timers.park_until(trio.lowlevel.ParkingLot(), timers.Alarm(trio.current_time() + 0.01)) is False
+        return trio.current_time() - start
+
+    trio.lowlevel.start_guest_run(main, run_sync_soon_threadsafe=calls.put, done_callback=done.append)
+    while not done:
+        calls.get(timeout=10)()
+    assert done[0].unwrap() >= 0.03

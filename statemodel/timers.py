@@ -5,8 +5,8 @@ trio ends a timed wait (``trio.sleep``, ``move_on_at`` around a wait) by cancell
 ``CancelScope`` at the deadline: it recalculates the scope's cancel status, raises
 ``Cancelled`` into the task and unwinds it through the scope's ``__exit__``. That is ~34 µs of
 CPU per wake-up against ~8 for the wake-up itself. The simulated world's waits mostly end by
-their deadline (a packet's delivery time, a link timer, a step's end), ~30 times per
-StreamMachine step.
+their deadline (a packet's delivery time, a link timer, a step's end, an offline poll): 22
+cancellations per StreamMachine step before this module, 6 after.
 
 An :class:`Alarm` puts itself in trio's own deadline heap (the run's ``Deadlines``) in place
 of a cancel scope, and when trio expires it, reschedules the waiting task right there, where
@@ -16,7 +16,8 @@ deadline are trio's, and a cancellation from outside aborts the wait as before.
 
 This reads trio internals (``GLOBAL_RUN_CONTEXT.runner.deadlines``, ``Event._tasks``,
 ``ParkingLot._parked``). Where they are not as expected (another trio version), ``FAST`` is
-False and every function here is the cancel-scope form it replaces; tests/test_timers.py
+False and every function here is the cancel-scope form it replaces (so is it in a guest
+run, whose host loop hears of a new deadline only from a scope); tests/test_timers.py
 runs the same schedules both ways and compares what each task saw and when.
 """
 

@@ -16,8 +16,8 @@ Each workaround names the upstream behaviour; tests/stream/test_stream_websocket
   and record it in `local_error`, so the shell ends the session like other bad input.
   The library's own 1009 (message above ``max_message_size``) is recorded there too.
 - **A peer that leaves during the opening handshake**: ``wrap_server_stream`` waits for a
-  request that never comes (the reader saw EOF) until our handshake_timeout; `accept`
-  races the request against the reader's end and returns at once.
+  request that never comes (the reader saw EOF) until our handshake_timeout; in `accept`
+  (and `connect`) the reader's end cancels the wait, which returns None at once.
 
 Two shortcuts make a message cost about three task switches instead of about six (the
 simulated network runs thousands of messages a second through this class):
@@ -156,11 +156,39 @@ class WebSocket(WebSocketConnection):
         await self._close_stream()
 
 
-def _start(nursery: trio.Nursery, ws: WebSocket) -> trio.Event:
-    """Run the library's reader task; the event is set when it ends (EOF, error, close).
-    A server's refusal of the opening handshake ends it quietly (`ws.rejected`) instead of
-    escaping into the caller's nursery."""
-    ended = trio.Event()
+class _Reader:
+    """The library's reader task, run so that a handshake waiter wakes when it ends."""
+
+    def __init__(self) -> None:
+        self.ended = False
+        self._waiters: set[trio.CancelScope] = set()
+
+    def end(self) -> None:
+        self.ended = True
+        for scope in self._waiters:
+            scope.cancel()
+
+    async def first(self, wait) -> bool:
+        """Await `wait()` unless the reader ends first; True if `wait()` finished. One task:
+        the reader's end cancels the wait (a race of two tasks in a nursery cost each
+        handshake two task spawns and a nursery, on every reconnect)."""
+        if self.ended:
+            return False
+        with trio.CancelScope() as scope:
+            self._waiters.add(scope)
+            try:
+                await wait()
+                return True
+            finally:
+                self._waiters.discard(scope)
+        return False
+
+
+def _start(nursery: trio.Nursery, ws: WebSocket) -> _Reader:
+    """Run the library's reader task; `_Reader.first` waits for something unless it ends
+    first (EOF, error, close). A server's refusal of the opening handshake ends it quietly
+    (`ws.rejected`) instead of escaping into the caller's nursery."""
+    state = _Reader()
 
     async def reader() -> None:
         try:
@@ -168,29 +196,10 @@ def _start(nursery: trio.Nursery, ws: WebSocket) -> trio.Event:
         except ConnectionRejected as exc:
             ws.rejected = exc
         finally:
-            ended.set()
+            state.end()
 
     nursery.start_soon(reader)
-    return ended
-
-
-async def _first(ended: trio.Event, wait) -> bool:
-    """Await `wait()` unless the reader ends first; True if `wait()` finished."""
-    done = False
-    async with trio.open_nursery() as race:
-        async def run() -> None:
-            nonlocal done
-            await wait()
-            done = True
-            race.cancel_scope.cancel()
-
-        async def watch() -> None:
-            await ended.wait()
-            race.cancel_scope.cancel()
-
-        race.start_soon(run)
-        race.start_soon(watch)
-    return done
+    return state
 
 
 async def accept(nursery: trio.Nursery, stream: trio.abc.Stream, *, message_queue_size: int,
@@ -199,13 +208,13 @@ async def accept(nursery: trio.Nursery, stream: trio.abc.Stream, *, message_queu
     (unbounded like upstream: the caller bounds it with its handshake timeout)."""
     ws = WebSocket(stream, WSConnection(ConnectionType.SERVER), message_queue_size=message_queue_size,
                    max_message_size=max_message_size, receive_buffer_size=receive_buffer_size)
-    ended = _start(nursery, ws)
+    reader = _start(nursery, ws)
     request: list[WebSocketRequest] = []
 
     async def get_request() -> None:
         request.append(await ws._get_request())
 
-    if not await _first(ended, get_request):
+    if not await reader.first(get_request):
         return None
     await request[0].accept()
     return ws
@@ -218,7 +227,7 @@ async def connect(nursery: trio.Nursery, stream: trio.abc.Stream, host: str, res
     ws = WebSocket(stream, WSConnection(ConnectionType.CLIENT), host=host, path=resource,
                    message_queue_size=message_queue_size, max_message_size=max_message_size,
                    receive_buffer_size=receive_buffer_size)
-    ended = _start(nursery, ws)
-    if not await _first(ended, ws._open_handshake.wait):
+    reader = _start(nursery, ws)
+    if not await reader.first(ws._open_handshake.wait):
         return None
     return ws

@@ -103,3 +103,60 @@ def test_an_uncontended_send_is_one_schedule_point():
     assert got == [f"m{i}" for i in range(10)]
     # its first step, then send_all's checkpoint for each message (the lock took one more each)
     assert steps.of("sender") == 11, steps.by_name
+
+
+class Spawned(trio.abc.Instrument):
+    """Names of the tasks spawned while installed."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task) -> None:
+        self.names.append(task.name.rsplit(".", 1)[-1])
+
+
+def test_an_opening_handshake_spawns_only_the_library_reader_on_each_side():
+    """Every reconnect runs one handshake on each side. Waiting for the handshake *or* the
+    reader's end was a race of two tasks in a nursery per side (four spawns and two nurseries
+    per reconnect, ~5% of a loopback resume's CPU); the reader's end now cancels the one
+    waiting task."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            spawned = Spawned()
+            trio.lowlevel.add_instrument(spawned)
+            client, server = await _pair(nursery)
+            trio.lowlevel.remove_instrument(spawned)
+            await client.send_message("hi")
+            got = await server.get_message()
+            nursery.cancel_scope.cancel()
+        return got, spawned.names
+
+    got, names = run(main)
+    assert got == "hi"
+    assert sorted(names) == ["reader", "reader", "serve"], names  # `serve` is _pair's own
+
+
+def test_a_client_handshake_ends_at_once_when_the_server_leaves_before_answering():
+    """The reader's end (EOF) wakes the waiting handshake: None, in no virtual time, not
+    after the caller's timeout."""
+    async def main():
+        net = SimNetwork(0)
+        listener = net.listener()
+        client_stream = await net.connect()
+        server_stream = await listener.accept()
+        async with trio.open_nursery() as nursery:
+            async def leave():
+                await server_stream.receive_some(1)  # the upgrade request is on its way
+                await trio.aclose_forcefully(server_stream)
+
+            nursery.start_soon(leave)
+            start = trio.current_time()
+            with trio.move_on_after(10):
+                ws = await websocket.connect(nursery, client_stream, "sim", "/", **SIZES)
+            took = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+        return ws, took
+
+    ws, took = run(main)
+    assert ws is None
+    assert took < 1.0  # virtual seconds: woken by the reader's end, not the 10 s bound

@@ -95,7 +95,7 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: 
             ("sim_step_rate",), (("ratio", ">=", 0.15),))
 
     progress("loopback: reconnect + resume, 2 MiB throughput, fault proxy overhead")
-    raw = "raw trio-websocket connect+close p50"
+    raw = "raw trio-websocket connect+close p50, alternating with the cuts after the same idle pause"
     lb_targets = (("ratio", "<=", 3.0), ("value", "<=", 0.010), ("ratio", ">=", 0.7), ("value", "<=", 150e-6),
                   ("ratio", ">=", 0.6))
     section("loopback", lambda: loopback.run_all(quick), lambda lb: [

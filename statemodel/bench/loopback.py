@@ -1,7 +1,7 @@
 """Loopback TCP figures, each beside its anchor measured in the same trio run.
 
 * reconnect + resume latency of the reference client/server vs raw trio-websocket
-  connect + close;
+  connect + close (alternating, each after the same idle pause);
 * throughput of a 2 MiB response through the protocol vs raw trio-websocket (alternating
   requests on connections open side by side; medians, plus a CPU-time ratio);
 * fault-proxy overhead with no faults: round-trip latency added and throughput vs direct.
@@ -25,7 +25,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
 from trio_websocket import connect_websocket, serve_websocket
@@ -159,15 +159,30 @@ async def _next_status(client: Client, kinds: tuple[type, ...]) -> Any:
             return status
 
 
-async def protocol_reconnect(n: int, config: Config = Config()) -> list[float]:
-    """Seconds from an abrupt cut of the client's TCP connection to `Resumed(recovered)`.
+async def alternate(n: int, idle: float, ops: dict[str, Callable[[], Awaitable[None]]],
+                    clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """`n` rounds of every op in `ops`, in order, each after `idle` seconds of doing nothing
+    and timed alone (seconds per op by `clock`); each op is bounded by BOUND.
 
-    Each cut hits a *healthy* connection (PROTOCOL.md §11): cuts back to back are what the
-    client's backoff slows down on purpose (a server that drops every connection right
-    after welcome), so the client counts a connection healthy after 0.1 s and each cut
-    waits that long; the resume itself is the same."""
-    config = replace(config, healthy_after=min(config.healthy_after, 0.1))
-    samples = []
+    A figure and its anchor must meet the same conditions: after an idle pause a process
+    runs colder (caches, and on a shared host the CPU it gets), so an op timed after one
+    costs more than the same op timed back to back (raw connect+close on the 2-core bench
+    host: p50 1.4 -> 2.3-6 ms, p99 3-6 -> 15-30 ms)."""
+    samples: dict[str, list[float]] = {name: [] for name in ops}
+    for _ in range(n):
+        for name, op in ops.items():
+            await trio.sleep(idle)
+            with trio.fail_after(BOUND):
+                start = clock()
+                await op()
+                samples[name].append(clock() - start)
+    return samples
+
+
+@asynccontextmanager
+async def _resumable(config: Config) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A reference server and client over loopback with a live stream; yields `cut()`: one
+    abrupt cut of the client's TCP connection, returning at `Resumed(recovered)`."""
     server = Server(_payload_app(b""), config, rng=random.Random(1))
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve_tcp, HOST, 0)
@@ -178,20 +193,60 @@ async def protocol_reconnect(n: int, config: Config = Config()) -> list[float]:
             current.append(stream)
             return stream
 
+        async def cut() -> None:
+            await current[-1].kill()
+            status = await _next_status(client, (Resumed,))
+            if status.outcome != "recovered":
+                raise RuntimeError(f"resume did not recover: {status}")
+
         client = Client(connect, config, rng=random.Random(2))
         async with client.run():
             with trio.fail_after(BOUND):
                 await _next_status(client, (Connected,))
                 await client.open("hold")  # a live stream the resume must carry over
                 await trio.sleep(0.01)
-                for _ in range(n):
-                    await trio.sleep(config.healthy_after)
-                    start = time.perf_counter()
-                    await current[-1].kill()
-                    status = await _next_status(client, (Resumed,))
-                    samples.append(time.perf_counter() - start)
-                    if status.outcome != "recovered":
-                        raise RuntimeError(f"resume did not recover: {status}")
+            yield cut
+        nursery.cancel_scope.cancel()
+
+
+async def _raw_once_factory(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
+    port = await _raw_ws_server(nursery, None)
+
+    async def raw_once() -> None:
+        async with trio.open_nursery() as inner:
+            ws = await connect_websocket(inner, HOST, port, "/", use_ssl=False)
+            await ws.aclose()
+
+    return raw_once
+
+
+def _healthy_quickly(config: Config) -> Config:
+    return replace(config, healthy_after=min(config.healthy_after, 0.1))
+
+
+async def protocol_reconnect(n: int, config: Config = Config()) -> list[float]:
+    """Seconds from an abrupt cut of the client's TCP connection to `Resumed(recovered)`.
+
+    Each cut hits a *healthy* connection (PROTOCOL.md §11): cuts back to back are what the
+    client's backoff slows down on purpose (a server that drops every connection right
+    after welcome), so the client counts a connection healthy after 0.1 s and each cut
+    waits that long; the resume itself is the same."""
+    config = _healthy_quickly(config)
+    async with _resumable(config) as cut:
+        return (await alternate(n, config.healthy_after, {"resume": cut}))["resume"]
+
+
+async def reconnect_side_by_side(n: int, config: Config = Config()) -> dict[str, list[float]]:
+    """`protocol_reconnect` with its anchor under the same conditions: rounds of a raw
+    trio-websocket connect+close, then a cut, each after the same idle `healthy_after`
+    (the pause every cut needs, see `protocol_reconnect`). `raw_connect_close` times its
+    connects back to back, which the cuts cannot be since 03c64c2: against it, a cut paid
+    for the pause before it as if it were the protocol's cost."""
+    config = _healthy_quickly(config)
+    async with trio.open_nursery() as nursery:
+        raw_once = await _raw_once_factory(nursery)
+        async with _resumable(config) as cut:
+            samples = await alternate(n, config.healthy_after, {"raw": raw_once, "resume": cut})
         nursery.cancel_scope.cancel()
     return samples
 
@@ -429,10 +484,15 @@ def run_all(quick: bool) -> dict[str, Any]:
 
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        raw = await raw_connect_close(n_conn)
-        resume = await protocol_reconnect(n_conn)
+        back_to_back = await raw_connect_close(n_conn)
+        side = await reconnect_side_by_side(n_conn)
+        raw, resume = side["raw"], side["resume"]
         out["reconnect"] = {
+            # the anchor: raw connect+close after the same idle pause as each cut
             "raw_connect_close_p50_s": statistics.median(raw),
+            "raw_connect_close_p99_s": percentile(raw, 99),
+            "raw_back_to_back_p50_s": statistics.median(back_to_back),  # the anchor until session 6
+            "idle_before_each_s": _healthy_quickly(Config()).healthy_after,
             "resume_p50_s": statistics.median(resume),
             "resume_p99_s": percentile(resume, 99),
             "samples": n_conn,

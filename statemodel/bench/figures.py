@@ -25,6 +25,7 @@ BUDGETS = {
     "memory_clients": (10, 100),
     "fuzz_examples": (10, 600),  # a fuzz worker's RSS: past one Hypothesis batch (runner.MAX_BATCH)
     "realnet": ((("tcp",), 2.0, 1), (("ws", "tcp", "netns"), 40.0, 5)),  # transports, seconds each, examples a run
+    "fuzz_workers": ((("tcp",), 2, 1), (("ws", "tcp"), 4, 3)),  # transports, workers, examples per worker
 }
 # Real-socket step rates (issue 14): the figure is steps/s, its anchor the sim's in the same run.
 REALNET = {"ws": "--target ws:// (statemodel serve --app script, own process)",
@@ -122,6 +123,16 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _msg: None, seed: 
                 examples_per_s=rr[name]["real"]["examples_per_s"], false_failures=rr[name]["real"]["failures"])
                 for name in transports if name in rr],
             tuple(f"{name}_step_rate" for name in transports), (("value", ">=", 40.0),) * len(transports))
+
+    fuzz_transports, workers, per_worker = BUDGETS["fuzz_workers"][pick]
+    for name in fuzz_transports:
+        progress(f"real sockets: statemodel fuzz on {name}, {workers} workers beside one")
+        section(f"fuzz_{name}", lambda name=name: realrate.fuzz_rate(name, workers, per_worker, seed=seed),
+                lambda fr, name=name: [figure(
+                    f"{name}_fuzz_rate", f"steps/s of statemodel fuzz --workers {workers}: {REALNET[name]}",
+                    fr["many"]["steps_per_s"], "steps/s", ("value", ">=", 40.0), fr["single"]["steps_per_s"],
+                    "the same with --workers 1, same run", false_failures=fr["many"]["failures"] + fr["single"]["failures"])],
+                (f"{name}_fuzz_rate",), (("value", ">=", 40.0),))
 
     clients = BUDGETS["memory_clients"][pick]
     progress(f"memory: server process, {clients} concurrent 2 MiB responses under drops")

@@ -7,8 +7,12 @@
 
 Each alternates with the sim reference machine over ``rounds``, so a neighbour's load hits
 both alike; the figure is steps/s with the sim's steps/s as its anchor. Failures on the
-correct implementation are counted (false failures). Usage:
-``python -m statemodel.bench.realrate [seconds]``.
+correct implementation are counted (false failures).
+
+One machine over real sockets waits on real timers (dead-peer detection, reconnects) and
+uses ~11% of a core, so a run gets its rate from workers side by side: :func:`fuzz_rate`
+times ``statemodel fuzz --workers N`` as a whole (process start-up included) beside one
+worker, same examples per worker. Usage: ``python -m statemodel.bench.realrate [seconds]``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,29 @@ def measure(seconds: float = 60.0, seed: int = 0, rounds: int = 2, transports=TR
             result[name] = {"real": _merge(real), "sim": _merge(sim)}
             result[name]["ratio"] = result[name]["real"]["steps_per_s"] / result[name]["sim"]["steps_per_s"]
     return result
+
+
+def fuzz_rate(name: str, workers: int, examples_per_worker: int, seed: int = 0) -> dict:
+    """``statemodel fuzz`` on transport ``name`` (ws, tcp or netns) with ``workers`` workers and
+    with one, ``examples_per_worker`` examples each (alternating: one, many). Steps/s are the
+    whole run's, wall time from start to summary; failures are false failures."""
+    from statemodel.fuzz.config import FuzzConfig
+    from statemodel.fuzz.workers import run as run_fuzz
+
+    def one(n: int, url: str | None) -> dict:
+        config = FuzzConfig(target=url or "reference", transport="netns" if name == "netns" else "tcp",
+                            workers=n, examples=n * examples_per_worker, seed=seed, profile="dev",
+                            shrink_budget=0.0)
+        result = run_fuzz(config)
+        steps = sum(w.steps for w in result.workers)
+        return {"workers": n, "steps": steps, "examples": sum(w.examples for w in result.workers),
+                "failures": len(result.all_failures) + sum(1 for w in result.workers if w.error),
+                "seconds": result.elapsed, "steps_per_s": steps / result.elapsed}
+
+    with (script_server() if name == "ws" else nullcontext()) as url:
+        single = one(1, url)
+        many = one(workers, url)
+    return {"single": single, "many": many, "speedup": many["steps_per_s"] / single["steps_per_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import sys
 EXPECTED = {
     "sim_step_rate", "resume_p50", "resume_p99", "throughput_2mib", "proxy_added_rtt_p50",
     "proxy_throughput", "server_peak_rss", "mutants_caught", "mutant_max_seconds",
-    "mutant_median_seconds", "mutant_max_shrunk_steps", "tcp_step_rate", "fuzz_worker_rss",
+    "mutant_median_seconds", "mutant_max_shrunk_steps", "tcp_step_rate", "tcp_fuzz_rate", "fuzz_worker_rss",
 }
 
 
@@ -41,6 +41,9 @@ def test_quick_json_reports_every_figure_with_anchor_target_and_verdict() -> Non
     # never reads past its budget, which is below the response size (test_bench_cut.py)
     assert memory["connects"] >= 2 * memory["clients"]
     assert result["details"]["realnet"]["tcp"]["real"]["steps"] > 0
+    fuzz_rate = result["details"]["fuzz_tcp"]
+    assert fuzz_rate["single"]["workers"] == 1 and fuzz_rate["many"]["workers"] == 2
+    assert fuzz_rate["many"]["examples"] == 2 * fuzz_rate["single"]["examples"] > 0
     assert len(result["details"]["mutants"]["results"]) == result["details"]["mutants"]["mutants"] > 0
     fuzz = result["details"]["fuzzmem"]
     assert fuzz["examples"] > 0 and 0 < fuzz["plateau_mib"] <= fuzz["peak_mib"] and fuzz["anchor_mib"] > 0

@@ -39,6 +39,7 @@ from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
 from statemodel.fuzz.memory import RssMeter, Sweeper, pin_malloc
+from statemodel.fuzz.shrink import steps_first
 from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (
     ProgramError,
@@ -236,7 +237,7 @@ def run_worker(
                               "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
         progress(worker, snap)
 
-    with Recorder.collecting() as col, RssMeter() as rss:
+    with Recorder.collecting() as col, RssMeter() as rss, steps_first():
         col.listener = publish
         batch = 0
         while True:

@@ -16,6 +16,13 @@ from statemodel.fuzz.config import FuzzConfig
 from statemodel.fuzz.runner import run_worker, shrinking_without_wall_clock
 from statemodel.stream.mutants import MUTANTS
 
+# A hunt stops shrinking once this many shrink runs in a row found no shorter failing
+# program (statemodel.fuzz.config.FuzzConfig.shrink_stall). Shrinking starts by deleting
+# whole steps (statemodel.fuzz.shrink), which is where the steps go; after that Hypothesis
+# spends hundreds of runs minimising choices (a chunk's seed, a rule's swarm flags) of a
+# program no shorter for it.
+SHRINK_STALL = 40
+
 
 @dataclass
 class HuntResult:
@@ -27,17 +34,20 @@ class HuntResult:
     shrunk_steps: int | None
     invariant: str | None
     program: str | None
+    shrink_runs: int = 0  # test runs of the shrinker (after the first failure, before the final replay)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile: str = "hunt",
-         max_examples: int | None = None) -> HuntResult:
+         max_examples: int | None = None, shrink_stall: int | None = SHRINK_STALL) -> HuntResult:
     """Fuzz the reference implementation with mutant ``name`` until caught or out of budget.
 
     ``max_examples`` (with ``budget_seconds=None``) makes the hunt deterministic: the same
     seed explores the same examples on any machine, however fast, which is what tests use.
+    ``shrink_stall``: stop shrinking after that many shrink runs without a shorter program
+    (None: shrink until Hypothesis is done or the budget is spent).
     """
     if name not in MUTANTS:
         raise ValueError(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}")
@@ -46,10 +56,10 @@ def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile:
     # program so far), or by nothing that depends on wall time when the hunt is deterministic.
     if max_examples is not None:
         config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, examples=max_examples,
-                            shrink_budget=None)
+                            shrink_budget=None, shrink_stall=shrink_stall)
     else:
         config = FuzzConfig(mutants=(name,), seed=seed, profile=profile, duration=budget_seconds,
-                            batch_examples=100_000, shrink_budget=None)
+                            batch_examples=100_000, shrink_budget=None, shrink_stall=shrink_stall)
     over_budget = (lambda: False) if budget_seconds is None else (
         lambda: time.monotonic() - started > budget_seconds)
     if max_examples is not None:  # deterministic: nothing, not even how far it shrinks, depends on load
@@ -64,6 +74,7 @@ def hunt(name: str, budget_seconds: float | None = 30.0, seed: int = 0, profile:
         caught=failure is not None,
         seconds=round(time.monotonic() - started, 2),
         examples=result.examples,
+        shrink_runs=result.shrink_runs,
         shrunk_steps=program_steps(failure.program) if failure else None,
         invariant=failure.invariant["invariant"] if failure and failure.invariant else None,
         program=failure.program if failure else None,

@@ -41,6 +41,16 @@ def test_mutant_is_caught_and_shrunk(name, hunts):
     assert result.shrunk_steps is not None and result.shrunk_steps <= 10, result.program
 
 
+def test_hunts_shrink_in_few_runs(hunts):
+    """Shrinking deletes whole steps first and stops after SHRINK_STALL runs without a shorter
+    program: a counted bound (fixed seed, counts, not seconds). Before both, these hunts took
+    182-781 shrink runs; now 37-75 (see BENCHMARKS.md)."""
+    from statemodel.mutants import SHRINK_STALL
+
+    runs = {name: hunts(name).shrink_runs for name in CI_MUTANTS}
+    assert all(0 < n <= 3 * SHRINK_STALL for n in runs.values()), runs
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # a 20,000-example hunt; the suite's 300 s default would cut it short
 @pytest.mark.parametrize("name", sorted(MUTANTS))

@@ -21,8 +21,10 @@ class FuzzConfig:
     batch_examples: int = 100  # examples per batch in --duration mode
     shrink_budget: float | None = 60.0  # wall seconds of shrinking per failure found (None: Hypothesis' own limit)
     # Stop shrinking once this many shrink runs in a row found no failing program with fewer
-    # steps (None: no such bound). A count, not seconds: the same seed shrinks as far anywhere.
+    # steps (None: no such bound), if the program is at most shrink_stall_steps long by then
+    # (statemodel.fuzz.shrink). A count, not seconds: the same seed shrinks as far anywhere.
     shrink_stall: int | None = None
+    shrink_stall_steps: int = 10
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -90,7 +92,7 @@ class WorkerResult:
     shrink_runs: int = 0  # test runs of the shrinker (not examples)
     replays: int = 0  # re-runs of known failures (Hypothesis' final replays)
     shrink_seconds: float = 0.0
-    shrink_stopped: str | None = None  # "budget", "stall" or "interrupted" when shrinking was cut short
+    shrink_stopped: str | None = None  # "budget" or "interrupted" when shrinking was cut short
     memory: dict[str, Any] | None = None  # RSS: peak_mib, plateau_mib, ... (statemodel.fuzz.memory)
 
 

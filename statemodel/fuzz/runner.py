@@ -237,7 +237,8 @@ def run_worker(
                               "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
         progress(worker, snap)
 
-    with Recorder.collecting() as col, RssMeter() as rss, steps_first():
+    with Recorder.collecting() as col, RssMeter() as rss, \
+            steps_first(stall=config.shrink_stall, stall_steps=config.shrink_stall_steps):
         col.listener = publish
         batch = 0
         while True:
@@ -251,7 +252,6 @@ def run_worker(
                                 derandomize=False, report_multiple_bugs=False)
             seed_value = batch_seed(base_seed, batch)
             phases = current[0] = Phases()
-            stall = {"best": None, "at": None, "stopped": False}  # shrink_stall's bookkeeping
 
             def stop() -> bool:
                 if should_stop():
@@ -260,14 +260,6 @@ def run_worker(
                 if started_shrinking is None:  # generating: a --duration run ends between examples,
                     # after one at least (a loaded host can spend a short duration starting up)
                     return deadline is not None and time.monotonic() >= deadline and col.examples > 0
-                if config.shrink_stall is not None:
-                    col.flush()  # the shrink run that just ended (its teardown is done) counts
-                    best, runs = col.best_failing_steps, col.runs["shrink"]
-                    if stall["at"] is None or (best is not None and (stall["best"] is None or best < stall["best"])):
-                        stall.update(best=best, at=runs)
-                    if runs - stall["at"] >= config.shrink_stall:
-                        stall["stopped"] = True
-                        return True
                 return (config.shrink_budget is not None
                         and time.monotonic() - started_shrinking >= config.shrink_budget)
 
@@ -279,8 +271,7 @@ def run_worker(
                     result.interrupted = should_stop()  # else --duration is over: a normal end
                     break
                 # Stopped while shrinking: replay the smallest failing program saved so far.
-                result.shrink_stopped = ("interrupted" if should_stop() else
-                                         "stall" if stall["stopped"] else "budget")
+                result.shrink_stopped = "interrupted" if should_stop() else "budget"
                 result.interrupted = should_stop()
                 phases.kind = "replay"
                 publish(col)

@@ -23,18 +23,18 @@ from __future__ import annotations
 import contextlib
 
 try:  # internal API: checked, never assumed
-    from hypothesis.internal.conjecture.shrinker import Shrinker
+    from hypothesis.internal.conjecture.shrinker import Shrinker, StopShrinking
     from hypothesis.stateful import STATE_MACHINE_RUN_LABEL
 except ImportError:  # pragma: no cover - a Hypothesis that reorganised its internals
-    Shrinker = None
+    Shrinker = StopShrinking = None
     STATE_MACHINE_RUN_LABEL = None
 
 _HOOK = "initial_coarse_reduction"
 
 
 def available() -> bool:
-    return Shrinker is not None and callable(getattr(Shrinker, _HOOK, None)) \
-        and callable(getattr(Shrinker, "consider_new_nodes", None))
+    return Shrinker is not None and all(callable(getattr(Shrinker, name, None))
+                                        for name in (_HOOK, "consider_new_nodes", "check_calls"))
 
 
 def step_spans(target) -> list[tuple[int, int]]:
@@ -104,20 +104,48 @@ def delete_steps(shrinker) -> None:
         i -= lo
 
 
+def program_steps(target) -> int:
+    """Steps of a shrink target's program: its state machine steps, less the trailing span
+    holding only the "stop" choice (a program that failed in teardown ends with one)."""
+    return sum(1 for s in target.spans if s.label == STATE_MACHINE_RUN_LABEL and s.end - s.start >= 2)
+
+
 @contextlib.contextmanager
-def steps_first():
-    """Within this block, every Hypothesis shrink of a stateful test deletes steps first."""
+def steps_first(stall: int | None = None, stall_steps: int = 10):
+    """Within this block, every Hypothesis shrink of a stateful test deletes steps first.
+
+    ``stall``: also end a shrink once that many shrink runs in a row found no program with
+    fewer steps, provided it is at most ``stall_steps`` steps by then. After step deletion
+    Hypothesis' passes spend hundreds of runs minimising the choices of a program they
+    rarely make shorter; a stalled shrink ends as Hypothesis' own stall limit ends one, and
+    its smallest program is reported (and saved, and replayed) as usual."""
     if not available():
         yield False
         return
     original = getattr(Shrinker, _HOOK)
+    original_check = Shrinker.check_calls
 
     def initial_coarse_reduction(self):
         delete_steps(self)
         return original(self)
 
+    def check_calls(self):
+        original_check(self)
+        if stall is None:
+            return
+        steps = program_steps(self.shrink_target)
+        if not steps:  # not a state machine's program
+            return
+        best = self.__dict__.get("_statemodel_best")
+        if best is None or steps < best[0]:
+            self.__dict__["_statemodel_best"] = (steps, self.calls)
+        elif steps <= stall_steps and self.calls - best[1] >= stall:
+            raise StopShrinking
+
     setattr(Shrinker, _HOOK, initial_coarse_reduction)
+    Shrinker.check_calls = check_calls
     try:
         yield True
     finally:
         setattr(Shrinker, _HOOK, original)
+        Shrinker.check_calls = original_check

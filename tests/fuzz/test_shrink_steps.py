@@ -13,7 +13,7 @@ SETTINGS = settings(max_examples=500, stateful_step_count=30, derandomize=True, 
                     phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False)
 
 
-def _shrink(steps_first: bool) -> tuple[int, list[str]]:
+def _shrink(steps_first: bool, stall: int | None = None) -> tuple[int, list[str]]:
     """Shrink a failure that needs two particular steps, among programs whose other steps each
     draw a few choices (as StreamMachine's do); return the test runs and the final program."""
     counts = {"runs": 0}
@@ -56,7 +56,7 @@ def _shrink(steps_first: bool) -> tuple[int, list[str]]:
 
     try:
         if steps_first:
-            with shrink.steps_first() as active:
+            with shrink.steps_first(stall=stall) as active:
                 assert active
                 run_state_machine_as_test(Machine, settings=SETTINGS)
         else:
@@ -92,3 +92,12 @@ def test_step_deletion_then_hypothesis_gives_the_smallest_program():
     _, plain = _shrink(steps_first=False)
     _, program = _shrink(steps_first=True)
     assert program == plain == ["state.boot(seed=0)", "state.echo(data='', twice=False)", "state.drop()", "state.resume()", "state.teardown()"]
+
+
+def test_a_stalled_shrink_ends_with_the_shortest_program_so_far():
+    """stall=N: N shrink runs in a row without fewer steps end the shrink (Hypothesis' own
+    StopShrinking); what it reports then has the steps the failure needs, values unminimised."""
+    full_runs, _ = _shrink(steps_first=True)
+    runs, program = _shrink(steps_first=True, stall=5)
+    assert _names(program) == ["state.boot", "state.echo", "state.drop", "state.resume", "state.teardown"]
+    assert runs < full_runs, (runs, full_runs)

@@ -43,12 +43,12 @@ def test_mutant_is_caught_and_shrunk(name, hunts):
 
 def test_hunts_shrink_in_few_runs(hunts):
     """Shrinking deletes whole steps first and stops after SHRINK_STALL runs without a shorter
-    program: a counted bound (fixed seed, counts, not seconds). Before both, these hunts took
-    182-781 shrink runs; now 37-75 (see BENCHMARKS.md)."""
+    program (once it is at most 10 steps): a counted bound (fixed seed, counts, not seconds).
+    Before both, these hunts took 182-781 shrink runs; now 35-120."""
     from statemodel.mutants import SHRINK_STALL
 
     runs = {name: hunts(name).shrink_runs for name in CI_MUTANTS}
-    assert all(0 < n <= 3 * SHRINK_STALL for n in runs.values()), runs
+    assert all(0 < n <= 4 * SHRINK_STALL for n in runs.values()), runs
 
 
 @pytest.mark.slow

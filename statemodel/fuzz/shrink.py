@@ -8,13 +8,14 @@ runs in a hunt are spent minimising choices of steps that the smallest program d
 have at all. Deleting whole steps first is what a person would do, and each deletion keeps
 the remaining steps' choices aligned.
 
-``steps_first()`` runs that deletion (blocks of steps, halving, from the end) at the start of
-every shrink of a stateful test, through the shrinker's own ``consider_new_nodes``: every
+``steps_first()`` runs that deletion (``delete_steps``: from the end backwards) at the start
+of every shrink of a stateful test, through the shrinker's own ``consider_new_nodes``: every
 smaller failing program it finds is an ordinary Hypothesis shrink target (saved to the
 example database, printed with its ``@reproduce_failure`` blob, replayed by ``statemodel
-replay``), and Hypothesis' passes then carry on from it as before.
+replay``), and Hypothesis' passes then carry on from it as before. With ``stall`` (hunts) a
+shrink also ends once it stops making the program shorter.
 
-It patches one method of Hypothesis' internal ``Shrinker``; on a Hypothesis without it the
+It patches two methods of Hypothesis' internal ``Shrinker``; on a Hypothesis without it the
 patch is skipped (shrinking is then Hypothesis' alone) and ``available()`` says so.
 """
 
@@ -40,7 +41,7 @@ def available() -> bool:
 def step_spans(target) -> list[tuple[int, int]]:
     """(start, end) node ranges of the program's steps that may be deleted: every state
     machine step but the first (``boot``, the initialize rule: always run first) and the
-    last span, which holds only the forced "stop" choice."""
+    last span (the step that failed, or only the "stop" choice if teardown failed)."""
     spans = [(s.start, s.end) for s in target.spans if s.label == STATE_MACHINE_RUN_LABEL]
     return spans[1:-1]
 

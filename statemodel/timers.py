@@ -144,16 +144,23 @@ async def sleep(seconds: float) -> None:
         await sleep_until(_RUN_CONTEXT.runner.clock.current_time() + seconds)
 
 
+async def _in_scope(alarm: Alarm, wait) -> trio.CancelScope:
+    """The cancel-scope form: ``wait()`` in a scope with the alarm's deadline, which the alarm
+    moves while it waits."""
+    scope = alarm._scope = trio.CancelScope(deadline=alarm._deadline)
+    try:
+        with scope:
+            await wait()
+    finally:
+        alarm._scope = None
+    return scope
+
+
 async def sleep_on(alarm: Alarm) -> None:
     """``with CancelScope(deadline=alarm.deadline): await trio.sleep_forever()``, the deadline
     movable through ``alarm`` meanwhile."""
     if not _fast():
-        scope = alarm._scope = trio.CancelScope(deadline=alarm._deadline)
-        try:
-            with scope:
-                await trio.sleep_forever()
-        finally:
-            alarm._scope = None
+        await _in_scope(alarm, trio.sleep_forever)
     elif alarm._deadline <= _RUN_CONTEXT.runner.clock.current_time():
         await checkpoint()
     else:
@@ -164,13 +171,7 @@ async def park_until(lot: trio.lowlevel.ParkingLot, alarm: Alarm) -> bool:
     """``with CancelScope(deadline=alarm.deadline): await lot.park()``, the deadline movable
     through ``alarm`` meanwhile. True when unparked, False when the deadline came first."""
     if not _fast():
-        scope = alarm._scope = trio.CancelScope(deadline=alarm._deadline)
-        try:
-            with scope:
-                await lot.park()
-        finally:
-            alarm._scope = None
-        return not scope.cancelled_caught
+        return not (await _in_scope(alarm, lot.park)).cancelled_caught
     if alarm._deadline <= _RUN_CONTEXT.runner.clock.current_time():
         await checkpoint()
         return False

@@ -57,7 +57,7 @@ def measure(seconds: float = 60.0, seed: int = 0, rounds: int = 2, transports=TR
 
 def fuzz_rate(name: str, workers: int, examples_per_worker: int, seed: int = 0) -> dict:
     """``statemodel fuzz`` on transport ``name`` (ws, tcp or netns) with ``workers`` workers and
-    with one, ``examples_per_worker`` examples each (alternating: one, many). Steps/s are the
+    with one (one run, then the other), ``examples_per_worker`` examples each. Steps/s are the
     whole run's, wall time from start to summary; failures are false failures."""
     from statemodel.fuzz.config import FuzzConfig
     from statemodel.fuzz.workers import run as run_fuzz

@@ -43,6 +43,8 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.internal.entropy import deterministic_PRNG
 from hypothesis.stateful import RuleBasedStateMachine
 
+from statemodel import literals
+
 # trio keeps "which run is active in this thread" in a thread-local, and greenlets share the
 # thread. Between jobs that state is left in place (so ``self.nursery.start_soon`` works from
 # rule code), and each switch into a loop reinstalls that loop's own state, so several
@@ -167,6 +169,9 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         # trio-websocket draws ping payloads from `random`: outside a Hypothesis test case nothing
         # seeds them, so seed them as Hypothesis does (seed 0) until the loop ends.
         self._seeded = contextlib.ExitStack()
+        # What a seed generates must not depend on which local modules are loaded.
+        literals.hold()
+        self._seeded.callback(literals.release)
         if not currently_in_test_context():
             self._seeded.enter_context(deterministic_PRNG())
         self._loop = greenlet.greenlet(self._loop_main)

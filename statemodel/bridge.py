@@ -30,6 +30,7 @@ Every job runs under a virtual-time deadline (``job_timeout``), so a job that de
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import sys
@@ -169,9 +170,6 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         # trio-websocket draws ping payloads from `random`: outside a Hypothesis test case nothing
         # seeds them, so seed them as Hypothesis does (seed 0) until the loop ends.
         self._seeded = contextlib.ExitStack()
-        # What a seed generates must not depend on which local modules are loaded.
-        literals.hold()
-        self._seeded.callback(literals.release)
         if not currently_in_test_context():
             self._seeded.enter_context(deterministic_PRNG())
         self._loop = greenlet.greenlet(self._loop_main)
@@ -179,6 +177,23 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         _local.live_loops = getattr(_local, "live_loops", 0) + 1
         # The first switch starts trio.run and runs trio_setup as the first job.
         self._reply(self._loop.switch((self.trio_setup, (), self._default_timeout)), "trio_setup")
+
+    @classmethod
+    @functools.lru_cache
+    def _to_test_case(cls):
+        """Hypothesis' ``TestCase`` for this machine, run with the local-literal pool empty
+        (``statemodel.literals``): what pytest generates must not depend on which modules the
+        session imported before it."""
+        case = super()._to_test_case()
+        run = case.runTest
+
+        def runTest(self) -> None:  # noqa: N802 - unittest's name
+            with literals.held():
+                run(self)
+
+        runTest.__dict__.update(run.__dict__)  # is_hypothesis_test, the machine class
+        case.runTest = runTest
+        return case
 
     # ----- overridable hooks -------------------------------------------------------------
     async def trio_setup(self) -> None:

@@ -5,9 +5,12 @@ draws (``providers._get_local_constants``; "local" is any file outside site-pack
 stdlib, test files excepted). For a state machine that makes what a seed generates depend on
 things a seed should not: whether statemodel is an editable checkout (local) or pip-installed
 (site-packages), which modules a pytest run imported before it, and every literal anyone adds
-to statemodel or to a user's helper modules. So while a machine lives, that pool is empty;
-Hypothesis' fixed global constants stay. Replays are unaffected either way (they replay
-choices, not draws).
+to statemodel or to a user's helper modules. So for a whole run of a machine (``held()``:
+around the fuzz runner's Hypothesis runs and a bridge machine's ``TestCase``) that pool is
+empty; Hypothesis' fixed global constants stay. It must cover the whole run, not only a
+machine's lifetime: Hypothesis also draws between examples (the prefix of the next one).
+Replays are unaffected either way (they replay choices, not draws). Call
+``run_state_machine_as_test`` inside ``held()`` to get the same.
 
 This reads Hypothesis internals; where they differ it does nothing (generation then depends
 on loaded modules again, as it does in plain Hypothesis), so a Hypothesis upgrade cannot break
@@ -16,10 +19,11 @@ a run.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["hold", "release"]
+__all__ = ["held", "hold", "release"]
 
 _lock = threading.Lock()
 _holders = 0
@@ -72,3 +76,13 @@ def release() -> None:
             _providers._get_local_constants = _original
             _original = None
             _clear_cache()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """:func:`hold` for the block."""
+    hold()
+    try:
+        yield
+    finally:
+        release()

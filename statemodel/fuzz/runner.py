@@ -35,6 +35,7 @@ from hypothesis.errors import FlakyStrategyDefinition, Frozen, StopTest, Unsatis
 from hypothesis.stateful import run_state_machine_as_test
 
 import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
+from statemodel import literals
 from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
@@ -187,7 +188,7 @@ def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = l
 def _run(cls, seed_value, settings, should_stop, phases: Phases) -> BaseException | None:
     """One Hypothesis run; returns what it raised (None: it passed). A stop propagates."""
     try:
-        with Sweeper() as sweeper:
+        with Sweeper() as sweeper, literals.held():  # same seed => same programs, any install
             run_state_machine_as_test(make_factory(cls, seed_value, should_stop, phases, sweeper.sweep),
                                       settings=settings)
     except KeyboardInterrupt:

@@ -62,16 +62,45 @@ class SessionState:
     status: StatusChecker = field(default_factory=StatusChecker)
 
 
-def utf8_size(chunk: str | bytes, known: int = -1) -> int:
-    """The chunk's size in bytes (UTF-8 for text), or any value <= ``known`` when it is no
-    larger than ``known``: a text of n characters is at most 4n bytes, so a multi-MiB text
-    is encoded only when it could be the largest yet (encoding one was 1.5% of a sim run)."""
-    if not isinstance(chunk, str):
-        return len(chunk)
-    n = len(chunk)
-    if n * 4 <= known or chunk.isascii():
-        return n
-    return len(chunk.encode())
+class LargestChunk:
+    """The largest chunk asked for so far, in bytes (UTF-8 for text), with a cheap lower bound.
+
+    Invariants read a bound every step; an exact figure would UTF-8-encode every multi-MiB
+    text that might be the largest (1-2% of a sim run). Texts that may exceed the largest
+    sized chunk wait in ``_unsized`` until someone needs the exact figure: ``floor`` (never
+    above it, free) is enough to pass a bound, since a larger message never tightens one."""
+
+    __slots__ = ("_sized", "_unsized", "_floor")
+
+    def __init__(self) -> None:
+        self._sized = 0  # exact size of the largest chunk sized so far
+        self._unsized: list[str] = []  # non-ASCII texts that may be larger than that
+        self._floor = 0  # a lower bound of the largest chunk (a text is at least len() bytes)
+
+    def add(self, chunk: str | bytes) -> None:
+        n = len(chunk)
+        if isinstance(chunk, str) and not chunk.isascii():
+            if n * 4 > self._floor:  # at most 4n bytes: else it cannot be the largest
+                self._unsized.append(chunk)
+        elif n > self._sized:
+            self._sized = n
+        if n > self._floor:
+            self._floor = n
+
+    @property
+    def floor(self) -> int:
+        """At most the exact figure (equal to it while no text awaits sizing)."""
+        return self._floor
+
+    @property
+    def exact(self) -> int:
+        for text in sorted(self._unsized, key=len, reverse=True):
+            if len(text) * 4 <= self._sized:
+                break  # this and every shorter text cannot be the largest
+            self._sized = max(self._sized, len(text.encode()))
+        self._unsized.clear()
+        self._floor = max(self._floor, self._sized)
+        return self._sized
 
 
 class Model:
@@ -80,7 +109,12 @@ class Model:
         self.sessions: dict[int, SessionState] = {}
         self.streams: dict[StreamKey, StreamState] = {}
         self.restarts = 0
-        self.largest_chunk = 0
+        self.largest = LargestChunk()
+
+    @property
+    def largest_chunk(self) -> int:
+        """The largest chunk asked for so far, in bytes (texts in UTF-8)."""
+        return self.largest.exact
 
     # ---- what the machine did -------------------------------------------------------------
     def new_session(self) -> int:
@@ -111,7 +145,7 @@ class Model:
             st.expected.extend(chunks)
             st.requested_at.extend(at for _ in chunks)
             for c in chunks:
-                self.largest_chunk = max(self.largest_chunk, utf8_size(c, self.largest_chunk))
+                self.largest.add(c)
         elif op == "end":
             st.terminal_requested, st.terminal_at = ("end",), at
         elif op == "fail":

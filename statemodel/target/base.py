@@ -58,7 +58,9 @@ class Target(Protocol):
 
     def check_bounds(self, largest_message: int) -> None:
         """Raise ``InvariantViolation`` if buffers exceed their bounds (``largest_message``:
-        the biggest chunk asked for so far, which a producer may push whole)."""
+        the biggest chunk asked for so far, which a producer may push whole). A larger
+        ``largest_message`` never tightens a bound: the machine first passes a cheap lower
+        bound of it, and the exact figure only when that fails."""
 
     def generation_of(self, session_id: str) -> int:
         """How many server restarts preceded the creation of this session (0 if it cannot restart)."""

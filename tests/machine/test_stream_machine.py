@@ -64,3 +64,33 @@ def test_settle_ends_when_the_last_observation_makes_the_system_quiet():
     assert recovery and observed, events
     assert recovery[0]["detail"]["seconds"] > 0  # it did wait for the reconnect
     assert recovery[0]["t"] == observed[-1]["t"]
+
+
+def test_buffer_bound_is_judged_with_the_exact_largest_chunk():
+    """The bounds invariant reads a free lower bound of the largest chunk first; where that
+    fails, the exact figure decides. A text of n characters is up to 4n bytes: judged by
+    its length alone, buffers legitimately above 2x its length were a false failure."""
+    from types import SimpleNamespace
+
+    from statemodel.machine.stream_machine import StreamMachine
+    from statemodel.model import Model
+
+    class Target:
+        """Bound: 2 x the largest message (a bound that grows with it, like the real ones)."""
+
+        def __init__(self, buffered: int) -> None:
+            self.buffered = buffered
+
+        def check_bounds(self, largest: int) -> None:
+            if self.buffered > 2 * largest:
+                raise InvariantViolation("replay buffers within bounds", "server",
+                                         f"at most {2 * largest} bytes", f"{self.buffered} bytes")
+
+    model = Model(lambda command: list(command["chunks"]))
+    model.open_stream(model.new_session(), {"op": "emit", "chunks": ["é" * 1000]})  # 2,000 bytes
+    assert model.largest.floor == 1000
+    machine = SimpleNamespace(model=model, target=Target(3000))
+    StreamMachine._check_bounds(machine)  # within 2 x 2,000
+    machine.target.buffered = 4001
+    with pytest.raises(InvariantViolation, match="at most 4000 bytes"):
+        StreamMachine._check_bounds(machine)

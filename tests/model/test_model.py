@@ -310,10 +310,14 @@ def test_client_context_set_in_an_unreported_replacement_survives_its_reset():
                                    st.integers(0, 3000).map(lambda n: "é😀a"[n % 3] * n)), max_size=4), max_size=6))
 def test_largest_chunk_is_the_largest_utf8_size(commands):
     """largest_chunk skips encoding texts that cannot be the largest (a fast path): it is
-    still exactly the largest chunk's size in bytes, texts counted in UTF-8."""
+    still exactly the largest chunk's size in bytes, texts counted in UTF-8; the free
+    ``largest.floor`` the invariants read first is a lower bound of it all along."""
     m = Model(expand)
     key = m.open_stream(m.new_session(), {"op": "emit", "chunks": []})
+    sizes = [0]
     for chunks in commands:
         m.command(key, {"op": "emit", "chunks": chunks})
-    sizes = [len(c.encode()) if isinstance(c, str) else len(c) for chunks in commands for c in chunks]
-    assert m.largest_chunk == max(sizes, default=0)
+        sizes.extend(len(c.encode()) if isinstance(c, str) else len(c) for c in chunks)
+        assert m.largest.floor <= max(sizes)
+    assert m.largest_chunk == max(sizes)
+    assert m.largest.floor == m.largest_chunk  # once sized, the bound is the figure

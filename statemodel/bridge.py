@@ -75,9 +75,27 @@ class VirtualClock(trio.abc.Clock):
 
     def __init__(self) -> None:
         self._now = 0.0
+        #: ``[done, wake]`` pairs (``timers.wait_until``): whenever the world is about to
+        #: move time on, ``wake()`` is called for each whose ``done()`` holds (and removed).
+        self.watchers: list[list] = []
 
     def __repr__(self) -> str:
         return f"<VirtualClock, time={self._now:.7f}>"
+
+    def _woke_watchers(self) -> bool:
+        """Wake the watchers whose condition holds now; True if any woke. A condition that
+        raises wakes its task too, which reads it again itself (and raises there)."""
+        woke = False
+        for entry in list(self.watchers):
+            try:
+                ready = entry[0]()
+            except Exception:  # noqa: BLE001 - re-raised in the waiting task
+                ready = True
+            if ready:
+                self.watchers.remove(entry)
+                entry[1]()
+                woke = True
+        return woke
 
     def start_clock(self) -> None:
         pass
@@ -86,8 +104,8 @@ class VirtualClock(trio.abc.Clock):
         return self._now
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        if deadline <= self._now:
-            return 0.0
+        if deadline <= self._now or (self.watchers and self._woke_watchers()):
+            return 0.0  # a deadline is due, or a watcher woke: no jump
         runner = getattr(_RUN_CONTEXT, "runner", None)
         if deadline == math.inf or (runner is not None and runner.waiting_for_idle):
             return 999999999.0  # nothing to jump to, or idle waiters first (trio caps the wait)

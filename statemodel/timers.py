@@ -41,7 +41,7 @@ try:
 except ImportError:  # pragma: no cover - another trio layout
     FAST = False
 
-__all__ = ["FAST", "Alarm", "park_until", "sleep", "sleep_on", "sleep_until", "wait_event_until"]
+__all__ = ["FAST", "Alarm", "park_until", "sleep", "sleep_on", "sleep_until", "wait_event_until", "wait_until"]
 
 _inf = math.inf
 
@@ -218,3 +218,35 @@ async def wait_event_until(event: trio.Event, deadline: float) -> bool:
 
     await Alarm(deadline)._wait(unwait)
     return not fired
+
+
+async def wait_until(done, deadline: float, poll: float) -> bool:
+    """Return once ``done()`` holds (True) or at ``deadline`` (False); ``done`` reads state
+    that moves without telling anyone (a client's connection, say).
+
+    On a clock with ``watchers`` (the machine's ``VirtualClock``), ``done()`` is read each
+    time the world is about to move virtual time on, and the task wakes at the first such
+    moment where it holds: no wake-ups in between. Elsewhere (the real clock), it is read
+    every ``poll`` seconds."""
+    clock = _RUN_CONTEXT.runner.clock
+    watchers = getattr(clock, "watchers", None)
+    while not done():
+        if clock.current_time() >= deadline:
+            return False
+        if watchers is None or not _fast():
+            with trio.move_on_at(deadline):
+                while not done():
+                    await sleep(poll)
+            continue
+        task = _RUN_CONTEXT.task
+        entry = [done, lambda: reschedule(task)]
+        watchers.append(entry)
+
+        def unwait() -> bool:
+            if entry not in watchers:
+                return False
+            watchers.remove(entry)
+            return True
+
+        await Alarm(deadline)._wait(unwait)
+    return True

@@ -229,3 +229,62 @@ def test_guest_run_takes_the_scope_forms(monkeypatch):
     while not done:
         calls.get(timeout=10)()
     assert done[0].unwrap() >= 0.03
+
+
+def test_wait_until_wakes_at_the_first_moment_it_holds():
+    """On the machine's clock, ``wait_until`` reads its condition whenever the world would
+    move time on: it returns at the exact virtual moment the condition came true (a poll
+    returned up to a poll period later), without a wake-up per poll meanwhile, and at its
+    deadline otherwise; a watch cancelled from outside leaves no watcher behind."""
+    steps = {"waiter": 0}
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task):
+            if task.name.endswith("waiter"):
+                steps["waiter"] += 1
+
+    async def main(log):
+        clock = trio.lowlevel.current_clock()
+        flag = []
+
+        async def setter():
+            await timers.sleep(0.01234)
+            flag.append(True)
+
+        async def waiter():
+            log.append(("held", await timers.wait_until(lambda: bool(flag), 1.0, 0.0005), trio.current_time()))
+            log.append(("timed out", await timers.wait_until(lambda: False, trio.current_time() + 0.25, 0.0005),
+                        trio.current_time()))
+            with trio.move_on_after(0.1):
+                await timers.wait_until(lambda: False, trio.current_time() + 1, 0.0005)
+            log.append(("watchers left", len(clock.watchers)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(setter)
+            nursery.start_soon(waiter)
+
+    if not timers.FAST:
+        pytest.skip("this trio's internals are not the ones the fast path reads")
+    log: list = []
+    trio.run(main, log, clock=VirtualClock(), instruments=[Steps()])
+    assert log == [("held", True, 0.01234), ("timed out", False, 0.01234 + 0.25), ("watchers left", 0)]
+    assert steps["waiter"] <= 6  # start, three wake-ups, the cancel: not one per 0.5 ms
+
+
+def test_wait_until_polls_on_a_clock_without_watchers(mode):
+    """Elsewhere (the real clock, trio's MockClock) it reads the condition every ``poll``."""
+    async def main():
+        flag = []
+
+        async def setter():
+            await trio.sleep(0.01234)
+            flag.append(True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(setter)
+            assert await timers.wait_until(lambda: bool(flag), trio.current_time() + 1.0, 0.005)
+            assert trio.current_time() == pytest.approx(0.015)  # the first poll after it came true
+            assert not await timers.wait_until(lambda: False, trio.current_time() + 0.02, 0.005)
+            assert trio.current_time() == pytest.approx(0.035)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

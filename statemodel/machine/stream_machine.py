@@ -59,7 +59,7 @@ REAL_POLL = 0.005  # how often waits on the real clock (tcp, netns) look again: 
 # Taking a client offline on purpose (``offline=True`` arguments): drop its connection, then
 # act once the client noticed and before its reconnect completes (a few link latencies).
 OFFLINE_WAIT = 0.25  # seconds to wait for the client to notice (or to resume again)
-OFFLINE_POLL = 0.0005
+OFFLINE_POLL = 0.0005  # on the real clock; virtual time wakes at the first moment it holds (timers.wait_until)
 REPLAY_BYTES_PER_SECOND = 200_000  # take_over(during_replay=True): a downlink slow enough to catch a replay
 REDELIVERED_KEY = "statemodel:redelivered"  # the context key a re-delivered ctx copy carries
 # redeliver copies an item the receiver already has: first let what is in flight arrive and be
@@ -840,9 +840,7 @@ class StreamMachine(TrioStateMachine):
         if proto is None or handle.link is None or self._live_link(proto) is None:
             return
         await self._cut(handle)
-        with trio.move_on_after(OFFLINE_WAIT):
-            while self._live_link(proto) is not None:
-                await timers.sleep(OFFLINE_POLL)
+        await timers.wait_until(lambda: self._live_link(proto) is None, trio.current_time() + OFFLINE_WAIT, OFFLINE_POLL)
 
     async def _replay_slowly(self, handle: SessionHandle, done) -> None:
         """``_drop_until`` with the downlink capped at REPLAY_BYTES_PER_SECOND."""
@@ -855,9 +853,7 @@ class StreamMachine(TrioStateMachine):
         if proto is None or handle.link is None:
             return
         await self._cut(handle)
-        with trio.move_on_after(OFFLINE_WAIT):
-            while not done():
-                await timers.sleep(OFFLINE_POLL)
+        await timers.wait_until(done, trio.current_time() + OFFLINE_WAIT, OFFLINE_POLL)
 
     def _live_streams(self) -> bool:
         """Some stream is still running, so a server restart has something to lose."""
@@ -1155,9 +1151,8 @@ class StreamMachine(TrioStateMachine):
     async def _expire_edge(self, handle: SessionHandle, resume: dict, config, deadline: str, ticks: int) -> str:
         await self._cut(handle)
         session = self.target.server.proto.sessions.get(handle.session_id)
-        with trio.move_on_after(OFFLINE_WAIT):
-            while session is not None and session.disconnected_at is None:
-                await timers.sleep(OFFLINE_POLL)
+        await timers.wait_until(lambda: session is None or session.disconnected_at is not None,
+                                trio.current_time() + OFFLINE_WAIT, OFFLINE_POLL)
         if session is None or session.disconnected_at is None:
             return "session gone before the probe"
         if deadline == "ttl":

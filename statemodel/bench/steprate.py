@@ -5,7 +5,8 @@ run in the same process, one after the other, with the same settings, so the rat
 meaningful on any host; absolute numbers are not. Steps are counted by the machines
 themselves (one per rule call).
 
-Usage: ``python -m statemodel.bench.steprate [seconds]``.
+Usage: ``python -m statemodel.bench.steprate [seconds]``; ``... steprate fixed [seeds]``: the
+CPU cost per step of a fixed StreamMachine workload (`fixed_work`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from statemodel.bridge import TrioStateMachine
 
-__all__ = ["measure", "measure_machine"]
+__all__ = ["fixed_work", "measure", "measure_machine"]
 
 _SETTINGS = settings(
     max_examples=20,
@@ -170,8 +171,40 @@ def measure_machine(seconds: float = 10.0, seed: int = 0, rounds: int = 3) -> di
     return {"bare": bare, "stream": stream, "ratio": stream["steps_per_s"] / bare["steps_per_s"], "rounds": rounds}
 
 
+def fixed_work(seeds: int = 10) -> dict:
+    """CPU time of the same ``StreamMachine`` work every time: seeds ``0..seeds-1``, 5 examples
+    each, 40 steps, generate phase only (as ``measure_machine`` runs it). The work is fixed and
+    only its CPU cost is read, so a neighbour's load moves it far less than steps/s; compare
+    two trees by alternating runs of this (BENCHMARKS.md, session 8)."""
+    from hypothesis import HealthCheck
+    from hypothesis import seed as hseed
+
+    from statemodel.machine import MachineOptions, machine_class
+
+    counted = _counting(machine_class(MachineOptions()))
+    config = settings(max_examples=5, database=None, phases=[Phase.generate], deadline=None,
+                      stateful_step_count=40, suppress_health_check=list(HealthCheck), print_blob=False)
+    failures = 0
+    start = time.process_time()
+    for s in range(seeds):
+        try:
+            run_state_machine_as_test(hseed(s)(counted), settings=config)
+        except Exception:  # noqa: BLE001 - counted: a false failure
+            failures += 1
+    cpu = time.process_time() - start
+    steps = counted.checks - counted.examples
+    return {"steps": steps, "examples": counted.examples, "failures": failures, "cpu_seconds": cpu,
+            "ms_per_step": 1000 * cpu / steps, "steps_per_cpu_second": steps / cpu}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "fixed":
+        fixed_work(1)  # imports and first-use caches out of the figure
+        r = fixed_work(int(args[1]) if len(args) > 1 else 10)
+        print(f"fixed work: {r['steps']} steps, {r['examples']} examples, {r['failures']} failures, "
+              f"{r['ms_per_step']:.3f} CPU ms/step ({r['steps_per_cpu_second']:.0f} steps per CPU second)")
+        return 0
     result = measure(float(args[0]) if args else 3.0)
     print(
         f"bare {result['bare_steps_per_s']:.0f} steps/s, bridged {result['bridged_steps_per_s']:.0f} steps/s, "

@@ -249,9 +249,9 @@ class StreamMachine(TrioStateMachine):
     async def _boot(self, seed: int) -> None:
         self.target = self.build_target(seed)
         self.model = Model(expand=self.target.expected_chunks)
-        if self.recorder is not None:
-            self.recorder.watch(self.target.net)
         await self.target.start(self.nursery)
+        if self.recorder is not None:  # after start: a real-socket target builds its proxy there
+            self.recorder.watch(self.target.net)
 
     async def trio_teardown(self) -> None:
         if self.target is not None:

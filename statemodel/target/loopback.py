@@ -145,6 +145,8 @@ class LoopbackReferenceTarget(ReferenceTarget):
         return self.front.apply(fault, link)
 
     def heal(self) -> None:
+        if self.front is None:  # start failed: teardown's settle must not hide why
+            return
         self.front.heal()
         if self.kernel is not None:
             self.kernel.heal()

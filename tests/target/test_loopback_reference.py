@@ -88,3 +88,21 @@ def test_on_real_time_what_rules_may_run_depends_on_the_program_not_the_network(
         assert not _enabled(state, "restart_server")  # the program released its only stream
     finally:
         state.teardown()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_recorded_run_over_real_sockets_shows_the_wire(transport: str) -> None:
+    """A fuzz run's final replay and the report's re-run record the wire (``Recorder.wire``).
+    The machine watched ``target.net`` before ``start``, and the reference target on tcp/netns
+    builds its proxy in ``start``: every such replay failed in ``boot`` ("'NoneType' object
+    has no attribute 'trace'"), then in teardown's heal, so a 400-example tcp run reported
+    its four failures as one AttributeError and lost what had failed."""
+    state = machine_class(MachineOptions(transport=transport, record=True))()
+    assert state.recorder.wire  # outside a fuzz run's collector: what a report re-run does
+    try:
+        state.boot(seed=3, chunks=[{"kind": "text", "seed": 3, "chars": 10}], context=None)
+        state.invariants_hold()
+    finally:
+        state.teardown()
+    kinds = {event["kind"] for step in state.recorder.to_json()["steps"] for event in step["events"]}
+    assert {"connect", "frame"} <= kinds, kinds  # the proxy's links and the decoded frames

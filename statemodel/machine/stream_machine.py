@@ -33,7 +33,7 @@ from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
 from statemodel.stream.errors import EndOfStream, SessionClosed, StreamError, StreamReset
 from statemodel.stream.frames import Frame, encode
-from statemodel.target import make_target
+from statemodel.target import make_target, stall
 from statemodel.strategies.faults import degrade_faults, drop_faults
 from statemodel.strategies.payloads import chunk_specs
 from statemodel.target.reference import BASE_LATENCY
@@ -288,6 +288,10 @@ class StreamMachine(TrioStateMachine):
             return result
 
         return self.run(job)
+
+    def stalled(self) -> float:
+        """Seconds the host has kept this run off the CPU (stall.py): real-time bounds exclude it."""
+        return stall.host_stall() if self.real_time else 0.0
 
     def _now(self) -> float:
         """The world's time between rules (virtual, or the real trio clock for tcp/netns)."""
@@ -1244,8 +1248,9 @@ class StreamMachine(TrioStateMachine):
         self.target.heal()
         self.faulted = False
         start = trio.current_time()
-        deadline = start + bound
-        while trio.current_time() < deadline:
+        # On the real clock, time a loaded host kept the run off the CPU is not the system's (stall.py).
+        deadline = stall.Deadline(start, bound, self.stalled)
+        while trio.current_time() < deadline.at():
             waiting_for = self._unsettled()
             if waiting_for is None:
                 self._note("net", "recovery", {"seconds": trio.current_time() - start})
@@ -1256,15 +1261,17 @@ class StreamMachine(TrioStateMachine):
             # Everything else moves only when an observer reports to the model: wake then,
             # not every few virtual milliseconds (a poll was two scheduler passes each).
             self._progress = trio.Event()
-            await timers.wait_event_until(self._progress, deadline)
+            await timers.wait_event_until(self._progress, deadline.at())
             self._progress = None
+        credit = deadline.credit()
         for s in self.handles:
             if s.client is not None and not self.model.sessions[s.index].status.connected:
                 self._violation(
                     InvariantViolation(
                         "recovery within bound",
                         f"session {s.index}",
-                        f"reconnected within {bound:g} {'real' if self.real_time else 'virtual'} seconds of heal",
+                        f"reconnected within {bound:g} {'real' if self.real_time else 'virtual'} seconds of heal"
+                        + (f" (+{credit:.2f} s the host kept the run off the CPU)" if credit else ""),
                         f"still {self.model.sessions[s.index].status.state}",
                     )
                 )

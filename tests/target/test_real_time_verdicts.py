@@ -1,7 +1,10 @@
-"""Real-time bounds do not count time the host kept the run off the CPU (target/stall.py).
+"""Verdicts on the real clock that a loaded host made false (a 400-example tcp run, seed
+9200, --workers 4 beside two CPU spinners, load 6-8): each failed the correct reference server.
 
-A 400-example tcp run at load 7 failed a correct server three ways, each a settle whose
-fixed wall-clock bound ran out while data was still arriving on a starved thread."""
+- settle's recovery bound counted time the host kept the run off the CPU (target/stall.py):
+  "no loss at quiescence" with data still arriving;
+- take_over judged a client welcomed after the second connection had given up.
+"""
 
 from __future__ import annotations
 
@@ -75,3 +78,23 @@ def test_the_kernel_counts_the_wait_for_a_shared_cpu() -> None:
         os.sched_setaffinity(0, before_affinity)
         rival.kill()
         rival.join()
+
+
+def test_a_client_back_after_the_second_connection_gave_up_had_nothing_to_fence(monkeypatch) -> None:
+    """take_over: the second connection waits ``recovery_bound`` to be fenced by the client's
+    next resume, then gives up ("open"). A client welcomed just after that (here within the
+    rule's last 7 ms step; on a starved loop, in the same wake-up) fenced nothing, and was
+    judged as if the second connection had outlived its resume: "a newer connection fences
+    the older one" on the correct server (a 400-example tcp run at load 7). On the sim, a
+    bound of 35 ms ends the second connection just before the fenced client's resume."""
+    state = machine_class(MachineOptions())()
+    try:
+        state.boot(seed=7, chunks=[], context=None)
+        monkeypatch.setattr(state.target, "recovery_bound", lambda: 0.035)
+        connects = state.handles[0].connects
+        state.take_over(session=0, during_replay=False)
+        assert state.handles[0].connects > connects  # the client came back, after the second connection left
+    finally:
+        monkeypatch.undo()
+        state.violations.clear()
+        state.teardown()

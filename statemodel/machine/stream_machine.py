@@ -31,7 +31,7 @@ from statemodel.machine.rogue import FORGED_TOKEN_CODE, SUPERSEDED_CODE, forge_r
 from statemodel.model import InvariantViolation, Model
 from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
-from statemodel.stream.errors import EndOfStream, SessionClosed, StreamError, StreamReset
+from statemodel.stream.errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset
 from statemodel.stream.frames import Frame, encode
 from statemodel.target import make_target, stall
 from statemodel.strategies.faults import degrade_faults, drop_faults
@@ -1064,7 +1064,8 @@ class StreamMachine(TrioStateMachine):
         the second one arrives just after the client resumed, while its replay is unacked. Only a connection the client had at that moment is judged,
         and not its close code: a half-open link (not healed) or an armed truncation may eat
         the close frame; nor, during_replay, the second connection's 4006 (1006 is accepted: its
-        close frame waits behind the replay on the capped downlink)."""
+        close frame waits behind the replay on the capped downlink). A 4008 (the server ended
+        the second connection as a dead peer first: late pongs on a starved host) counts as ended."""
         handle = self._session(session)
         proto = getattr(handle.client, "proto", None)  # a factory target's own client may not expose it
         if proto is None or proto.token is None or not self.model.sessions[handle.index].status.connected:
@@ -1107,10 +1108,14 @@ class StreamMachine(TrioStateMachine):
                 f"the client's connection closed ({SUPERSEDED_CODE}) once a second connection resumed its session",
                 f"the client's connection stayed open beside it (the second one ended: {kind} {detail})",
             ))
-        elif ended[0] > connects and kind != "fenced" and not (during_replay and (kind, detail) == ("closed", 1006)):
+        elif ended[0] > connects and kind != "fenced" and (kind, detail) != ("closed", CloseCode.PEER_DEAD) \
+                and not (during_replay and (kind, detail) == ("closed", 1006)):
             # (Only a resume before the second connection ended, gave up at its bound, had it to
             # fence: a client welcomed a moment later, e.g. in the same wake-up of a starved
             # loop, found nothing to fence. A 400-example tcp run at load 7 failed so.)
+            # (4008: the server ended it as a dead peer first, which is what fencing is for. On a
+            # starved host the second connection reads the replay before the server's ping and
+            # answers late: seed 9202, tcp, --workers 4 at load 7-9, 27 of 27 such "failures".)
             # (during_replay: the capped downlink holds the 4006 behind the second connection's
             # replay; the server's close timeout may end the transport before it arrives, and the
             # second connection sees 1006. It was still ended, which is what fencing is for.)

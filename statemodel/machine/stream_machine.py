@@ -65,6 +65,9 @@ REDELIVERED_KEY = "statemodel:redelivered"  # the context key a re-delivered ctx
 # redeliver copies an item the receiver already has: first let what is in flight arrive and be
 # acknowledged (ack_interval 50 ms by default), so there usually is an *older* item to copy.
 REDELIVER_WAIT = 0.1
+# emit(drop=True) with a message longer than this many fragments (+1): the drop lands after
+# about this many fragments reached the client on a downlink slowed to REPLAY_BYTES_PER_SECOND.
+MID_MESSAGE_FRAGMENTS = 3
 
 
 def redelivered_copy(to: str, sid: int, seq: int) -> Frame:
@@ -639,13 +642,36 @@ class StreamMachine(TrioStateMachine):
         handle.outbox.send_nowait(command)
         self.run(timers.sleep, STEP)
 
-    @rule(stream=streams, chunks=st.lists(chunk_specs(), min_size=1, max_size=3))
+    @rule(stream=streams, chunks=st.lists(chunk_specs(), min_size=1, max_size=3), drop=st.booleans())
     @recorded
-    def emit(self, stream: StreamHandle, chunks: list[dict]) -> None:
-        """The client asks the server app to stream these chunks (sent exactly once)."""
+    def emit(self, stream: StreamHandle, chunks: list[dict], drop: bool = False) -> None:
+        """The client asks the server app to stream these chunks (sent exactly once);
+        ``drop``: the connection drops while they are in flight (see ``_drop_in_flight``)."""
         if self._skip_closed(stream):
             return
+        mid_message = drop and self._mid_message_wait(chunks)
+        if mid_message:
+            self.run(self._slow_downlink)
         self._command(stream, {"op": "emit", "chunks": chunks})
+        if drop:
+            self._drop_in_flight(stream, after=mid_message or 0.0)
+
+    def _mid_message_wait(self, chunks: list[dict]) -> float | None:
+        """For ``emit(drop=True)``: when some message of the answer spans more than
+        MID_MESSAGE_FRAGMENTS fragments of the target's, how long after the command the drop
+        lands in the middle of it on a downlink slowed to REPLAY_BYTES_PER_SECOND: the client
+        then holds a few fragments of an unfinished message (and a receiver that acknowledged
+        them early has done so). None otherwise: the drop lands on the whole answer in flight."""
+        size = getattr(getattr(self.target, "config", None), "fragment_size", None)
+        longest = max((c.get("size", c.get("chars", 0)) for c in chunks), default=0)  # a char is >= 1 byte
+        if not size or longest <= (MID_MESSAGE_FRAGMENTS + 1) * size:
+            return None
+        return MID_MESSAGE_FRAGMENTS * size / REPLAY_BYTES_PER_SECOND
+
+    async def _slow_downlink(self) -> None:
+        self.faulted = True  # lifted by the settle that follows the drop
+        self._note("net", "fault", f"Bandwidth(s2c, {REPLAY_BYTES_PER_SECOND})")
+        self.target.apply(F.Bandwidth(direction="s2c", bytes_per_second=REPLAY_BYTES_PER_SECOND), None)
 
     @rule(stream=streams, data=ECHO_DATA)
     @recorded
@@ -663,28 +689,52 @@ class StreamMachine(TrioStateMachine):
         self.context_counter += 1
         self._command(stream, {"op": "set_context", "key": f"k{self.context_counter}", "value": value})
 
-    @rule(stream=consumes(streams))
+    @rule(stream=consumes(streams), drop=st.booleans())
     @recorded
-    def end(self, stream: StreamHandle) -> None:
+    def end(self, stream: StreamHandle, drop: bool = False) -> None:
+        """The app ends the stream; ``drop``: the connection drops while the end is in flight."""
         stream.released = True
         if self._skip_closed(stream):
             return
         self._command(stream, {"op": "end"})
+        if drop:
+            self._drop_in_flight(stream)
 
-    @rule(stream=consumes(streams), reason=st.sampled_from(["boom", "upstream timeout", "ünïcode"]))
+    @rule(stream=consumes(streams), reason=st.sampled_from(["boom", "upstream timeout", "ünïcode"]), drop=st.booleans())
     @recorded
-    def fail(self, stream: StreamHandle, reason: str) -> None:
-        """The server application raises mid-stream: the client must see a sequenced error."""
+    def fail(self, stream: StreamHandle, reason: str, drop: bool = False) -> None:
+        """The server application raises mid-stream: the client must see a sequenced error;
+        ``drop``: the connection drops while the error is in flight."""
         stream.released = True
         if self._skip_closed(stream):
             return
         self._command(stream, {"op": "fail", "reason": reason})
+        if drop:
+            self._drop_in_flight(stream)
+
+    def _drop_in_flight(self, stream: StreamHandle, after: float = 0.0) -> None:
+        """Abort the session's connection one step after a command (the command has reached
+        the server and its answer is on the wire: STEP), then settle: once the client is back,
+        whatever was in flight must have been replayed. The same as the command followed by
+        ``drop(fault=Abort())`` and ``settle()``, drawn as one step.
+
+        Those bugs (an end or error not kept for replay, a replay buffer trimmed above its
+        bound, in-flight state tied to the connection) need the drop right behind the command
+        and the check before anything resets the stream (a restart or a long outage, in
+        most 20-step examples): as three rules the pattern was one example in hundreds
+        (BENCHMARKS.md, session 8)."""
+        if after:
+            self.run(timers.sleep, after)
+        self._step(self._cut, stream.session)
+        self._check_settled()
 
     @rule(stream=consumes(streams), offline=st.booleans())
     @recorded
     def cancel(self, stream: StreamHandle, offline: bool = False) -> None:
         """Cancel the stream; ``offline``: first drop the connection, and cancel before the
-        client is back (the cancel must be queued and delivered after the resume)."""
+        client is back, then settle (the cancel must be queued and delivered after the
+        resume; checked before a later restart or outage could end the stream anyway, as
+        ``_drop_in_flight`` does)."""
         stream.released = True
         if self._skip_closed(stream):
             return
@@ -693,6 +743,8 @@ class StreamMachine(TrioStateMachine):
         self.model.cancel(stream.key, self._now())
         stream.outbox.send_nowait("cancel")
         self.run(timers.sleep, STEP)
+        if offline:
+            self._check_settled()
 
     @precondition(lambda self: self.model is not None)
     @rule(session=SESSION, value=CONTEXT_VALUES, overwrite=st.booleans(), offline=st.booleans())

@@ -147,3 +147,54 @@ def test_a_context_key_the_client_overwrote_last_is_awaited_on_the_server_before
     run(lambda state, first: (state.client_set_context(session=0, value=1),
                               state.degrade(fault=Latency(direction="c2s", seconds=0.1)),
                               state.client_set_context(session=0, value=2, overwrite=True)))
+
+
+# Issue 14: the escapes of `statemodel mutants --budget 30`. Each needs a drop right behind
+# (or, for a cancel, right before) a command, then a check before anything resets the stream.
+# One step each, and the step itself settles: a later restart cannot hide the bug.
+MIB_2 = [{"kind": "bytes", "seed": 1, "size": 2 * 1024 * 1024}]
+IN_FLIGHT = {
+    "end_not_replayed": (lambda state, first: state.end(stream=first, drop=True), "no loss at quiescence"),
+    "cancel_lost_on_resume": (lambda state, first: state.cancel(stream=first, offline=True),
+                              "cancellation survives resume"),
+    "partial_per_connection": (lambda state, first: state.emit(stream=first, chunks=BIG, drop=True),
+                               "ordered, gap-free, duplicate-free delivery"),
+    "trim_when_full": (lambda state, first: state.emit(stream=first, chunks=MIB_2, drop=True),
+                       "no exception escapes as anything but a clear error"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(IN_FLIGHT))
+def test_a_drop_drawn_with_its_command_fails_in_that_step_even_if_a_restart_follows(mutant):
+    step, message = IN_FLIGHT[mutant]
+
+    def program(state, first):
+        step(state, first)
+        state.restart_server()  # resets every stream: a check left to the end would pass
+
+    run(program)
+    with pytest.raises(InvariantViolation, match=message):
+        run(program, [mutant])
+
+
+def test_fail_with_drop_replays_the_error():
+    program = lambda state, first: state.fail(stream=first, reason="boom", drop=True)  # noqa: E731
+    run(program)
+    with pytest.raises(InvariantViolation, match=r"expected outcome \('error', 'boom'\)"):
+        run(program, ["end_not_replayed"])
+
+
+def test_the_same_drop_as_separate_rules_is_hidden_by_a_later_restart():
+    """Why the drop is drawn with its command: as two rules the restart resets the stream
+    before any check, and the mutant passes."""
+    run(lambda state, first: (state.end(stream=first), state.drop(session=0, fault=Abort()), state.restart_server()),
+        ["end_not_replayed"])
+
+
+def test_emit_with_drop_lands_inside_a_long_message_and_on_a_short_answer_in_flight():
+    assert "drop_inside_fragments" in run(lambda state, first: state.emit(stream=first, chunks=BIG, drop=True)).reached
+    # a short answer: the drop lands one step after the command, on the answer in flight
+    short = lambda state, first: state.emit(stream=first, chunks=TEXT, drop=True)  # noqa: E731
+    assert "drop_inside_fragments" not in run(short).reached
+    with pytest.raises(InvariantViolation, match="no loss at quiescence"):
+        run(short, ["inflight_per_connection"])

@@ -1014,15 +1014,27 @@ class StreamMachine(TrioStateMachine):
                         done=lambda: self.real_time and self._unsettled() is None, each=expire)
 
     @not_again("outage")
-    @rule(seconds=st.sampled_from([25.0, 4.0, 45.0]))  # shrinks towards 25 s: past eviction age (sim)
+    @rule(seconds=st.sampled_from([25.0, 4.0, 45.0]), mid_stream=st.booleans())  # 25 s: past eviction age (sim)
     @recorded
-    def outage(self, seconds: float) -> None:
+    def outage(self, seconds: float, mid_stream: bool = False) -> None:
         """The whole network goes dark for a while, then heals: long enough, and sessions
-        may expire or lose replay data, which the client must hear about as a reset."""
+        may expire or lose replay data, which the client must hear about as a reset.
+        ``mid_stream``: the downlink goes dark first, while a live stream's answer is on its
+        way (an emit the machine sends, as ``redeliver`` does): the server holds it unacked
+        through the outage, so a long one ages it out and the resume must report it lost."""
         event(f"fault: outage {seconds:g}s")
-        self.run(self._outage, min(seconds, self.target.max_advance))
+        self.run(self._outage, min(seconds, self.target.max_advance), mid_stream)
 
-    async def _outage(self, seconds: float) -> None:
+    async def _outage(self, seconds: float, mid_stream: bool = False) -> None:
+        live = [h for s in self.handles for h in self._live_handles(s)] if mid_stream else []
+        if live:
+            fault = F.Partition(direction="s2c")
+            self._note("net", "fault", repr(fault))
+            self.target.apply(fault, None)
+            command = {"op": "emit", "chunks": [{"kind": "json", "value": "before an outage"}]}
+            self.model.command(live[0].key, command, trio.current_time())
+            live[0].outbox.send_nowait(command)
+            await timers.sleep(STEP)  # the command reaches the server, its answer goes nowhere
         fault = F.Partition()
         self._note("net", "fault", repr(fault))
         self.target.apply(fault, None)

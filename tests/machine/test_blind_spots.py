@@ -198,3 +198,16 @@ def test_emit_with_drop_lands_inside_a_long_message_and_on_a_short_answer_in_fli
     assert "drop_inside_fragments" not in run(short).reached
     with pytest.raises(InvariantViolation, match="no loss at quiescence"):
         run(short, ["inflight_per_connection"])
+
+
+@pytest.mark.parametrize("mutant, message", [
+    ("evict_without_reset", "no loss at quiescence"),
+    ("lost_ignored_by_client", "every stream a resume reports lost is reset on the client"),
+    ("recovered_despite_loss", "recovered only when nothing was lost"),
+])
+def test_an_outage_that_starts_mid_stream_ages_the_answer_out_and_the_resume_must_say_so(mutant, message):
+    program = lambda state, first: state.outage(seconds=25.0, mid_stream=True)  # noqa: E731
+    assert "unacked_ge2_at_drop" in run(program).reached
+    run(lambda state, first: state.outage(seconds=25.0), [mutant])  # nothing in flight: nothing to lose
+    with pytest.raises(InvariantViolation, match=message):
+        run(program, [mutant])

@@ -726,6 +726,7 @@ class StreamMachine(TrioStateMachine):
         if after:
             self.run(timers.sleep, after)
         self._step(self._cut, stream.session)
+        self.invariants_hold()  # as between two rules: the settle below drains the replay buffers
         self._check_settled()
 
     @rule(stream=consumes(streams), offline=st.booleans())
@@ -744,6 +745,7 @@ class StreamMachine(TrioStateMachine):
         stream.outbox.send_nowait("cancel")
         self.run(timers.sleep, STEP)
         if offline:
+            self.invariants_hold()
             self._check_settled()
 
     @precondition(lambda self: self.model is not None)

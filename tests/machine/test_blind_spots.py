@@ -211,3 +211,12 @@ def test_an_outage_that_starts_mid_stream_ages_the_answer_out_and_the_resume_mus
     run(lambda state, first: state.outage(seconds=25.0), [mutant])  # nothing in flight: nothing to lose
     with pytest.raises(InvariantViolation, match=message):
         run(program, [mutant])
+
+
+def test_a_step_that_settles_checks_the_invariants_before_the_settle_drains_the_buffers():
+    """no_backpressure overfills the replay buffer while the answer streams; the settle that
+    ends emit(drop=True) empties it, so the bound is checked between the drop and the settle."""
+    program = lambda state, first: state.emit(stream=first, chunks=MIB_2 * 2, drop=True)  # noqa: E731
+    run(program)
+    with pytest.raises(InvariantViolation, match="replay buffers within bounds"):
+        run(program, ["no_backpressure"])

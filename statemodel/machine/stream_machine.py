@@ -166,6 +166,7 @@ class SessionHandle:
     streams: list["StreamHandle"] = field(default_factory=list)
     connected: Any = None  # trio.Event: the first session was established
     session_id: str | None = None  # the server's id for the client's current session
+    model_session: str | None = None  # the session the model's copy of its state is about
     down_since: float | None = None  # virtual time the client lost its connection
     closes: list[int | None] = field(default_factory=list)  # close code of each lost connection
     connects: int = 0  # Connected statuses so far
@@ -469,6 +470,7 @@ class StreamMachine(TrioStateMachine):
                     replaced = handle.session_id is not None and handle.session_id != status.session
                     if handle.session_id is None:
                         self.model.session_started(handle.index, self.target.generation_of(status.session))
+                        handle.model_session = status.session
                     handle.session_id = status.session
                     handle.down_since = None
                     proto = self._proto(handle)
@@ -494,6 +496,7 @@ class StreamMachine(TrioStateMachine):
             generation = self.target.generation_of(handle.session_id) if replaced else None
             lost = () if replaced else self._lost_keys(handle, status.lost)
             self.model.reset_reported(handle.index, status.reason, generation, name, tuple(lost.values()) if lost else ())
+            handle.model_session = handle.session_id
             proto = self._proto(handle)
             if lost and proto is not None:
                 self.model.lost_not_reset(handle.index, {sid: k for sid, k in lost.items() if sid in proto.streams}, name)
@@ -771,9 +774,10 @@ class StreamMachine(TrioStateMachine):
     async def _client_set_context(self, handle: SessionHandle, key: str, value) -> None:
         proto = self._proto(handle)
         live = proto is None or self._live_link(proto) is not None
-        # A welcome the status watcher has not reported yet may have replaced the session: the
-        # key then belongs to the new incarnation (no checkpoint between this and the set).
-        pending = proto is not None and handle.session_id is not None and proto.session != handle.session_id
+        # A welcome may have replaced the session before the model heard of it (its Resumed
+        # status, not its Connected, moves the model on): the key then belongs to the new
+        # incarnation (no checkpoint between this and the set).
+        pending = proto is not None and handle.model_session is not None and proto.session != handle.model_session
         self.model.client_context(handle.index, key, value, pending)
         self._reach("client_context_online" if live else "client_context_offline")
         if not live:

@@ -10,6 +10,7 @@ import pytest
 from statemodel.machine import MachineOptions, machine_class
 from statemodel.model import InvariantViolation
 from statemodel.net.faults import Abort, HalfOpen, Latency, Partition
+from statemodel.stream.client import Resumed
 
 TEXT = [{"kind": "text", "seed": 1, "chars": 3}, {"kind": "text", "seed": 2, "chars": 3}]
 BYTES_64K = [{"kind": "bytes", "seed": 1, "size": 65536}]
@@ -220,3 +221,59 @@ def test_a_step_that_settles_checks_the_invariants_before_the_settle_drains_the_
     run(program)
     with pytest.raises(InvariantViolation, match="replay buffers within bounds"):
         run(program, ["no_backpressure"])
+
+
+class _HeldResumes:
+    """The client's status channel, with ``Resumed`` events held back while ``hold`` is set:
+    a status watcher that has seen a replacement session's ``Connected`` but not yet its
+    ``Resumed`` (what a loaded host produced over tcp)."""
+
+    def __init__(self, inner):
+        import trio
+
+        self.inner, self.hold, self.released = inner, True, trio.Event()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        status = await self.inner.__anext__()
+        if isinstance(status, Resumed) and self.hold:
+            await self.released.wait()
+        return status
+
+
+def test_context_the_client_sets_between_a_replacement_welcome_and_its_report_belongs_to_the_new_session():
+    """Found over tcp at load (session 8, realnet run 2): the client set a key after the
+    welcome that replaced its session, while the machine had seen ``Connected`` (new session
+    id) but not yet ``Resumed(reset)``. The key lives in the new session; the model put it in
+    the old one and dropped it at the reset: "session context preserved ... expected
+    '<unset>'; got 0", a false failure."""
+    base = machine_class(MachineOptions())
+    held: list[_HeldResumes] = []
+
+    class Held(base):
+        async def _watch_status(self, handle):
+            handle.client.status = _HeldResumes(handle.client.status)
+            held.append(handle.client.status)
+            await super()._watch_status(handle)
+
+    state = Held()
+    try:
+        state.boot(seed=0, chunks=[], context=1)
+        handle = state.handles[0]
+        first = handle.session_id
+        state.restart_server()
+        state.advance(seconds=5.0)  # the client redials and is welcomed into a fresh session
+        assert handle.session_id != first and state.model.sessions[0].generation == 0  # reset not yet reported
+        state.client_set_context(session=0, value=5)
+        held[0].hold = False
+        state.run(_set, held[0].released)
+        state.advance(seconds=1.0)  # the watcher reports the reset
+        assert state.model.sessions[0].generation == 1 and state.model.sessions[0].context == {"c2": 5}
+    finally:
+        state.teardown()
+
+
+async def _set(event) -> None:
+    event.set()

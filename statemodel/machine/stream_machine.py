@@ -495,7 +495,8 @@ class StreamMachine(TrioStateMachine):
         if status.outcome == "reset":
             generation = self.target.generation_of(handle.session_id) if replaced else None
             lost = () if replaced else self._lost_keys(handle, status.lost)
-            self.model.reset_reported(handle.index, status.reason, generation, name, tuple(lost.values()) if lost else ())
+            self.model.reset_reported(handle.index, status.reason, generation, name, tuple(lost.values()) if lost else (),
+                                      owner=handle.session_id)
             handle.model_session = handle.session_id
             proto = self._proto(handle)
             if lost and proto is not None:
@@ -778,7 +779,7 @@ class StreamMachine(TrioStateMachine):
         # status, not its Connected, moves the model on): the key then belongs to the new
         # incarnation (no checkpoint between this and the set).
         pending = proto is not None and handle.model_session is not None and proto.session != handle.model_session
-        self.model.client_context(handle.index, key, value, pending)
+        self.model.client_context(handle.index, key, value, pending, owner=proto.session if pending else None)
         self._reach("client_context_online" if live else "client_context_offline")
         if not live:
             self._reach("context_changed_offline")

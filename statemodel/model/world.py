@@ -58,6 +58,10 @@ class SessionState:
     # Set by the client after the server replaced its session, before the machine saw that
     # resume: it belongs to the new incarnation and survives the reset that is coming.
     pending_context: dict[str, Any] = field(default_factory=dict)
+    # Which replacement each pending key was set in (an opaque tag, e.g. the session id; None:
+    # the next one): two replacements may both be unreported, and the second drops the
+    # first's keys.
+    pending_owner: dict[str, Any] = field(default_factory=dict)
     streams: list[StreamKey] = field(default_factory=list)
     status: StatusChecker = field(default_factory=StatusChecker)
 
@@ -169,13 +173,15 @@ class Model:
             if k in s.context:
                 s.maybe_context[k] = s.context.pop(k)
 
-    def client_context(self, session: int, key: str, value: Any, pending: bool = False) -> None:
+    def client_context(self, session: int, key: str, value: Any, pending: bool = False, owner: Any = None) -> None:
         """The client set ``key = value`` in its session context (its own copy at once; the
         server's once the ``ctx`` item arrives, through any number of resumes). ``pending``:
-        the client is already in a replacement session the machine has not seen reported."""
+        the client is already in a replacement session the machine has not seen reported
+        (``owner`` names it, as ``reset_reported`` will)."""
         s = self.sessions[session]
         if pending:
             s.pending_context[key] = value
+            s.pending_owner[key] = owner
         else:
             s.context[key] = value
             s.maybe_context.pop(key, None)
@@ -279,11 +285,12 @@ class Model:
         self.sessions[session].server_generation = server_generation
 
     def reset_reported(self, session: int, reason: str | None, replaced_by: int | None,
-                       resume: str = "", lost: tuple[StreamKey, ...] = ()) -> None:
+                       resume: str = "", lost: tuple[StreamKey, ...] = (), owner: Any = None) -> None:
         """The client reported resumed(reset). ``replaced_by``: the server generation of the
         fresh session that replaced the old one, or None if the session survived (``lost``:
-        the streams that resume reported lost). ``resume`` names the resume in messages.
-        Every stream the resume ended must then end with a reset on the client."""
+        the streams that resume reported lost). ``resume`` names the resume in messages;
+        ``owner`` the replacement (``client_context``'s tag). Every stream the resume ended
+        must then end with a reset on the client."""
         s = self.sessions[session]
         where = f"session {session} {resume}".strip()
         if not self.may_reset(session):
@@ -299,8 +306,10 @@ class Model:
             s.generation += 1
             s.server_generation = replaced_by
             s.expired = False
-            s.context = dict(s.pending_context)
-            s.pending_context.clear()
+            mine = [k for k, o in s.pending_owner.items() if o is None or owner is None or o == owner]
+            s.context = {k: s.pending_context.pop(k) for k in mine}
+            for k in mine:
+                del s.pending_owner[k]
             s.maybe_context.clear()
         for st in ended:
             if st.outcome is None and st.must_reset is None:

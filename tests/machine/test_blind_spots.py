@@ -275,5 +275,37 @@ def test_context_the_client_sets_between_a_replacement_welcome_and_its_report_be
         state.teardown()
 
 
+def test_keys_set_in_two_unreported_replacements_each_belong_to_their_own_session():
+    """Two restarts while the watcher still holds the first replacement's Resumed: the key
+    set in the first replacement dies with it, the one set in the second survives."""
+    base = machine_class(MachineOptions())
+    held: list[_HeldResumes] = []
+
+    class Held(base):
+        async def _watch_status(self, handle):
+            handle.client.status = _HeldResumes(handle.client.status)
+            held.append(handle.client.status)
+            await super()._watch_status(handle)
+
+    state = Held()
+    try:
+        state.boot(seed=0, chunks=[], context=1)
+        proto = state.handles[0].client.proto
+        sessions = []
+        for value in (5, 6):
+            state.restart_server()
+            state.advance(seconds=5.0)
+            sessions.append(proto.session)
+            state.client_set_context(session=0, value=value)
+        assert sessions[0] != sessions[1] and state.model.sessions[0].generation == 0
+        held[0].hold = False
+        state.run(_set, held[0].released)
+        state.advance(seconds=1.0)
+        state.invariants_hold()
+        assert state.model.sessions[0].generation == 2 and state.model.sessions[0].context == {"c3": 6}
+    finally:
+        state.teardown()
+
+
 async def _set(event) -> None:
     event.set()

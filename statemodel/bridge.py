@@ -44,7 +44,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.internal.entropy import deterministic_PRNG
 from hypothesis.stateful import RuleBasedStateMachine
 
-from statemodel import literals
+from statemodel import literals, timers
 
 # trio keeps "which run is active in this thread" in a thread-local, and greenlets share the
 # thread. Between jobs that state is left in place (so ``self.nursery.start_soon`` works from
@@ -98,7 +98,11 @@ class VirtualClock(trio.abc.Clock):
         return woke
 
     def start_clock(self) -> None:
-        pass
+        # trio calls this as a run starts, before any task: same program => same order of
+        # expiry for deadlines due at the same virtual instant (timers.FifoDeadlines).
+        runner = getattr(_RUN_CONTEXT, "runner", None)
+        if runner is not None:
+            timers.fifo_ties(runner)
 
     def current_time(self) -> float:
         return self._now

@@ -14,6 +14,9 @@ the scope's cancellation would have rescheduled it. So the woken task runs in th
 scheduler pass, in the same place in the run queue; virtual time, autojump and the next
 deadline are trio's, and a cancellation from outside aborts the wait as before.
 
+``fifo_ties`` (the machine's ``VirtualClock`` calls it as a run starts) makes deadlines due at
+the same instant expire in the order they were set, where trio orders them by memory address.
+
 This reads trio internals (``GLOBAL_RUN_CONTEXT.runner.deadlines``, ``Event._tasks``,
 ``ParkingLot._parked``). Where they are not as expected (another trio version), ``FAST`` is
 False and every function here is the cancel-scope form it replaces (so is it in a guest
@@ -23,7 +26,9 @@ runs the same schedules both ways and compares what each task saw and when.
 
 from __future__ import annotations
 
+import itertools
 import math
+from heapq import heappush
 
 import trio
 from trio.lowlevel import Abort, checkpoint, current_task, reschedule, wait_task_rescheduled
@@ -41,9 +46,37 @@ try:
 except ImportError:  # pragma: no cover - another trio layout
     FAST = False
 
-__all__ = ["FAST", "Alarm", "park_until", "sleep", "sleep_on", "sleep_until", "wait_event_until", "wait_until"]
+__all__ = ["FAST", "Alarm", "fifo_ties", "park_until", "sleep", "sleep_on", "sleep_until", "wait_event_until", "wait_until"]
 
 _inf = math.inf
+_set_order = itertools.count()  # only ever compared between deadlines of one run: any start will do
+
+
+if FAST:
+
+    class FifoDeadlines(_Deadlines):
+        """trio's deadline heap, with deadlines due at the same instant expiring in the order
+        they were set. trio breaks such a tie by ``id()`` of the scope: by memory address, so
+        which of a wait and its enclosing scope (say) expired first -- a normal wake-up or a
+        ``Cancelled`` -- depended on where the allocator had put them, and a re-run of the
+        same example later in a long process could take the other branch. On a virtual
+        clock ties are common (many timers are set a round number of virtual ms ahead)."""
+
+        __slots__ = ()
+
+        def add(self, deadline: float, cancel_scope) -> None:
+            heappush(self._heap, (deadline, next(_set_order), cancel_scope))
+            self._active += 1
+
+
+def fifo_ties(runner) -> None:
+    """Give ``runner`` (a run just starting) a deadline heap whose ties expire in the order
+    they were set (``FifoDeadlines``); does nothing where trio's internals differ."""
+    if not FAST or type(runner.deadlines) is not _Deadlines:
+        return
+    fifo = FifoDeadlines()
+    fifo._heap, fifo._active = list(runner.deadlines._heap), runner.deadlines._active
+    runner.deadlines = fifo
 
 
 class Alarm:

@@ -288,3 +288,37 @@ def test_wait_until_polls_on_a_clock_without_watchers(mode):
             assert trio.current_time() == pytest.approx(0.035)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def _pair(alarm_first: bool) -> tuple[timers.Alarm, trio.CancelScope]:
+    """An alarm and a scope, both due at 1.0, the alarm at the lower address iff ``alarm_first``
+    (trio's own heap breaks a tie by ``id()``: the lower address expires first)."""
+    scopes = [trio.CancelScope(deadline=1.0) for _ in range(64)]
+    alarms = [timers.Alarm(1.0) for _ in range(64)]
+    scopes += [trio.CancelScope(deadline=1.0) for _ in range(64)]
+    for a in alarms:
+        for s in scopes:
+            if (id(a) < id(s)) == alarm_first:
+                return a, s
+    pytest.skip("the allocator gave no such pair")
+
+
+@pytest.mark.parametrize("alarm_first", [True, False], ids=["alarm-lower-address", "scope-lower-address"])
+def test_equal_deadlines_expire_in_the_order_they_were_set(alarm_first):
+    """A wait inside a scope with the same deadline: the scope's deadline was set first, so
+    it expires first and the wait ends in ``Cancelled``, wherever the two objects happen to
+    live in memory. With trio's ``id()`` tie-break the outcome followed the addresses: a
+    re-run of the same example later in a long process (the shrinker's) could take the other
+    branch, and Hypothesis saw the same choices draw differently (FlakyStrategyDefinition)."""
+    if not timers.FAST:
+        pytest.skip("this trio's internals are not the ones the fast path reads")
+    alarm, scope = _pair(alarm_first)
+
+    async def scenario(log):
+        with scope:
+            await timers.sleep_on(alarm)
+            log.append("woke")
+            await trio.lowlevel.checkpoint()
+        log.append(("cancelled_caught", scope.cancelled_caught, trio.current_time()))
+
+    assert run_logged(scenario) == [("cancelled_caught", True, 1.0)]

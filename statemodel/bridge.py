@@ -61,6 +61,20 @@ _OK, _ERR, _TIMEOUT, _ENDED = range(4)
 
 _local = threading.local()
 
+#: Factories of trio instruments every machine's run gets (``instrumented``): for tools that
+#: watch the scheduler (``statemodel.bench.purity``); empty in normal runs.
+_instrument_factories: list[Callable[[], trio.abc.Instrument]] = []
+
+
+@contextlib.contextmanager
+def instrumented(factory: Callable[[], trio.abc.Instrument]):
+    """Give every machine started inside the block a fresh ``factory()`` instrument."""
+    _instrument_factories.append(factory)
+    try:
+        yield
+    finally:
+        _instrument_factories.remove(factory)
+
 
 class VirtualClock(trio.abc.Clock):
     """Virtual time that stands still while any task can run and jumps to the next deadline
@@ -331,7 +345,8 @@ class TrioStateMachine(RuleBasedStateMachine, metaclass=_BridgeMeta):
         sibling = _local.live_loops > 1 and threading.current_thread() is threading.main_thread()
         saved_fd = signal.set_wakeup_fd(-1) if sibling else None
         try:
-            trio.run(self._driver, first_job, clock=self.clock, strict_exception_groups=True)
+            trio.run(self._driver, first_job, clock=self.clock, strict_exception_groups=True,
+                     instruments=[factory() for factory in _instrument_factories])
         except greenlet.GreenletExit:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below

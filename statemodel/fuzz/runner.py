@@ -40,6 +40,7 @@ from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
 from statemodel.fuzz.memory import RssMeter, Sweeper, pin_malloc
+from statemodel.fuzz.pareto import cached_sort_keys
 from statemodel.fuzz.shrink import steps_first
 from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (
@@ -188,7 +189,8 @@ def make_factory(cls: type, seed_value: int, should_stop: Callable[[], bool] = l
 def _run(cls, seed_value, settings, should_stop, phases: Phases) -> BaseException | None:
     """One Hypothesis run; returns what it raised (None: it passed). A stop propagates."""
     try:
-        with Sweeper() as sweeper, literals.held():  # same seed => same programs, any install
+        # cached_sort_keys: the same examples, without recomputing the pareto front's keys
+        with Sweeper() as sweeper, literals.held(), cached_sort_keys():  # held: same seed => same programs, any install
             run_state_machine_as_test(make_factory(cls, seed_value, should_stop, phases, sweeper.sweep),
                                       settings=settings)
     except KeyboardInterrupt:

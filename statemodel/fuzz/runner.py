@@ -40,7 +40,7 @@ from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
 from statemodel.fuzz.memory import RssMeter, Sweeper, pin_malloc
-from statemodel.fuzz.pareto import cached_sort_keys
+from statemodel.pareto import cached_sort_keys
 from statemodel.fuzz.shrink import steps_first
 from statemodel.record import Recorder, canonical, failure_record, with_violation
 from statemodel.report.program import (

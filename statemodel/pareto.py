@@ -28,7 +28,9 @@ except (ImportError, AttributeError):  # pragma: no cover - other Hypothesis ver
     _pareto = None
 
 # Front members and the examples being added: a front rarely holds more than a few dozen.
-CACHE_SIZE = 512
+# Each entry keeps an example's nodes alive (tens of KiB for a 50-step program): a bound
+# well above the front, well below the worker's memory budget.
+CACHE_SIZE = 128
 
 
 def memoised(key: Callable, size: int = CACHE_SIZE) -> Callable:

@@ -1,4 +1,4 @@
-"""The fuzz runner's memoised pareto sort keys (statemodel.fuzz.pareto) change no example.
+"""The fuzz runner's memoised pareto sort keys (statemodel.pareto) change no example.
 
 Hypothesis keeps a pareto front whenever a run has a database and the test calls
 ``target()``; the memo only skips recomputing keys, so a seeded run must draw exactly the
@@ -14,7 +14,7 @@ from hypothesis.internal.conjecture import pareto
 from hypothesis.internal.conjecture.shrinker import sort_key
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from statemodel.fuzz.pareto import cached_sort_keys, memoised
+from statemodel.pareto import cached_sort_keys, memoised
 
 
 class _Probe(RuleBasedStateMachine):

@@ -26,6 +26,7 @@ __all__ = [
     "JSON_SAMPLES",
     "SeededBytes",
     "binary",
+    "burst_specs",
     "chunk_specs",
     "json_documents",
     "multipart_chunks",
@@ -261,3 +262,19 @@ def chunk_specs(draw: st.DrawFn, max_size: int = 4 * MIB, max_chars: int | None 
         chars = max_size // 2 if max_chars is None else max_chars
         return {"kind": "text", "seed": seed, "chars": draw(sizes(max_size=chars))}
     return {"kind": "bytes", "seed": seed, "size": draw(sizes(max_size=max_size))}
+
+
+def burst_specs(limit: int, over: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    """Two bytes chunks of ``limit + over`` bytes each, sent as one burst: the scripted app's
+    answer that overfills a buffer bounded at ``limit`` bytes plus one message by exactly
+    ``over`` bytes (``over=0`` hits that bound exactly).
+
+    A producer that honours the bound buffers the first message (which fills the buffer) and
+    waits for an acknowledgement before the second; one that ignores it holds
+    ``2 * (limit + over)`` bytes, ``over`` more than ``limit`` plus its largest message.
+    :func:`sizes` reaches such a pair about once in a few hundred chunk lists, too rarely for a
+    hunt: a rule that knows its target's bound draws ``over`` (one choice) and calls this.
+    """
+    if limit < 0 or over < 0:
+        raise ValueError(f"need limit >= 0 and over >= 0, got {limit}, {over}")
+    return [{"kind": "bytes", "seed": seed + i, "size": limit + over} for i in range(2)]

@@ -35,7 +35,7 @@ from statemodel.stream.errors import CloseCode, EndOfStream, SessionClosed, Stre
 from statemodel.stream.frames import Frame, encode
 from statemodel.target import make_target, stall
 from statemodel.strategies.faults import degrade_faults, drop_faults
-from statemodel.strategies.payloads import chunk_specs
+from statemodel.strategies.payloads import burst_specs, chunk_specs
 from statemodel.target.reference import BASE_LATENCY
 
 MAX_SESSIONS = 3
@@ -659,6 +659,28 @@ class StreamMachine(TrioStateMachine):
         self._command(stream, {"op": "emit", "chunks": chunks})
         if drop:
             self._drop_in_flight(stream, after=mid_message or 0.0)
+
+    def _replay_bound(self) -> int | None:
+        """The replay_max_bytes of the server the target runs with its ``config`` (reference
+        targets; ``check_bounds`` sees its buffers). None for a server out of sight (an
+        external one: its ``config`` is the client's, and its buffers are not checked)."""
+        if getattr(self.target, "server", None) is None:
+            return None
+        return getattr(getattr(self.target, "config", None), "replay_max_bytes", None)
+
+    @precondition(lambda self: self._replay_bound() is not None)
+    @rule(stream=streams, over=st.sampled_from([1, 0]))
+    @recorded
+    def burst(self, stream: StreamHandle, over: int) -> None:
+        """The app answers at once with two messages of replay_max_bytes + ``over`` bytes each
+        (``strategies.payloads.burst_specs``): the first fills the session's replay buffer
+        and the second must wait for an ack; a producer that does not wait holds ``over``
+        bytes more than the bound (``_check_bounds``, after this step, while both are
+        unacked). ``over=0`` hits the bound exactly. Chunk sizes drawn by ``sizes`` make such
+        a pair about once in a few hundred lists: a 30 s hunt missed it (BENCHMARKS.md)."""
+        if self._skip_closed(stream):
+            return
+        self._command(stream, {"op": "emit", "chunks": burst_specs(self._replay_bound(), over)})
 
     def _mid_message_wait(self, chunks: list[dict]) -> float | None:
         """For ``emit(drop=True)``: when some message of the answer spans more than

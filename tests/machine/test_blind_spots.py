@@ -309,3 +309,12 @@ def test_keys_set_in_two_unreported_replacements_each_belong_to_their_own_sessio
 
 async def _set(event) -> None:
     event.set()
+
+
+def test_a_burst_just_over_the_replay_bound_fails_the_bound_check_in_its_own_step():
+    """burst(over=1): two messages of replay_max_bytes + 1, checked after the step while both
+    are unacked; over=0 reaches the bound exactly, which the check allows (no off-by-one)."""
+    run(lambda state, first: state.burst(stream=first, over=1))
+    run(lambda state, first: state.burst(stream=first, over=0), ["no_backpressure"])
+    with pytest.raises(InvariantViolation, match="replay buffers within bounds"):
+        run(lambda state, first: state.burst(stream=first, over=1), ["no_backpressure"])

@@ -41,6 +41,16 @@ def test_mutant_is_caught_and_shrunk(name, hunts):
     assert result.shrunk_steps is not None and result.shrunk_steps <= 10, result.program
 
 
+def test_a_producer_without_backpressure_is_found_within_a_hundred_examples():
+    """Chunk sizes alone overfill the sim target's 1 MiB replay buffer about once in hundreds of
+    examples (seed 0 escaped 298 in a 30 s hunt); the burst rule, sized from the target's own
+    replay_max_bytes, reaches it within a few dozen. Counted in examples, not seconds."""
+    result = hunt("no_backpressure", budget_seconds=None, seed=0, max_examples=100)
+    assert result.caught, f"no_backpressure escaped after {result.examples} examples"
+    assert result.invariant == "replay buffers within bounds", result.program
+    assert result.shrunk_steps <= 10, result.program
+
+
 def test_hunts_shrink_in_few_runs(hunts):
     """Shrinking deletes whole steps first and stops after SHRINK_STALL runs without a shorter
     program (once it is at most 10 steps): a counted bound (fixed seed, counts, not seconds).

@@ -19,6 +19,7 @@ from statemodel.strategies.payloads import (
     MIB,
     SeededBytes,
     binary,
+    burst_specs,
     chunk_specs,
     json_documents,
     multipart_chunks,
@@ -219,3 +220,23 @@ def test_chunk_specs_reach_big_payloads_without_building_them() -> None:
     assert spec["seed"] in range(256)
     assert reachable(chunk_specs(), lambda s: s["kind"] == "text" and s["chars"] > MIB)
     assert reachable(chunk_specs(), lambda s: s["kind"] == "json" and isinstance(s["value"], dict) and s["value"])
+
+
+@pytest.mark.parametrize("over", [0, 1, 7])
+def test_burst_specs_exceed_the_bound_plus_their_largest_message_by_over(over: int) -> None:
+    limit = 1000
+    specs = burst_specs(limit, over)
+    chunks = [testapp.chunk_of(spec) for spec in specs]
+    assert all(spec["kind"] == "bytes" and json.loads(json.dumps(spec)) == spec for spec in specs)
+    largest = max(len(c) for c in chunks)
+    assert len(chunks) == 2 and largest <= limit + over < sum(len(c) for c in chunks)
+    assert sum(len(c) for c in chunks) - (limit + largest) == over  # over=0: the bound exactly
+    assert chunks[0] != chunks[1]  # two messages, told apart by content
+
+
+def test_burst_specs_reject_negative_figures() -> None:
+    with pytest.raises(ValueError, match="limit >= 0"):
+        burst_specs(-1)
+    with pytest.raises(ValueError, match="over >= 0"):
+        burst_specs(10, -1)
+

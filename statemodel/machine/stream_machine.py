@@ -676,8 +676,8 @@ class StreamMachine(TrioStateMachine):
         (``strategies.payloads.burst_specs``): the first fills the session's replay buffer
         and the second must wait for an ack; a producer that does not wait holds ``over``
         bytes more than the bound (``_check_bounds``, after this step, while both are
-        unacked). ``over=0`` hits the bound exactly. Chunk sizes drawn by ``sizes`` make such
-        a pair about once in a few hundred lists: a 30 s hunt missed it (BENCHMARKS.md)."""
+        unacked). ``over=0`` hits the bound exactly. Drawn chunk sizes overfill the bound only
+        by chance: a 30 s no_backpressure hunt saw none in 298 examples (BENCHMARKS.md)."""
         if self._skip_closed(stream):
             return
         self._command(stream, {"op": "emit", "chunks": burst_specs(self._replay_bound(), over)})

@@ -42,9 +42,9 @@ def test_mutant_is_caught_and_shrunk(name, hunts):
 
 
 def test_a_producer_without_backpressure_is_found_within_a_hundred_examples():
-    """Chunk sizes alone overfill the sim target's 1 MiB replay buffer about once in hundreds of
-    examples (seed 0 escaped 298 in a 30 s hunt); the burst rule, sized from the target's own
-    replay_max_bytes, reaches it within a few dozen. Counted in examples, not seconds."""
+    """Drawn chunk sizes overfill the sim target's 1 MiB replay buffer only by chance (seed 0
+    escaped 298 examples of a 30 s hunt, and 100 here); the burst rule, sized from the
+    target's own replay_max_bytes, reaches it. Counted in examples, not seconds."""
     result = hunt("no_backpressure", budget_seconds=None, seed=0, max_examples=100)
     assert result.caught, f"no_backpressure escaped after {result.examples} examples"
     assert result.invariant == "replay buffers within bounds", result.program

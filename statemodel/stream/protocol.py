@@ -1130,6 +1130,7 @@ class ServerProtocol:
             "connected": sum(1 for s in ss if s.ep.link is not None),
             "open_streams": sum(len(s.open) for s in ss),
             "buffered_bytes": sum(s.ep.buffered_bytes for s in ss),
+            "session_buffered_bytes_max": max((s.ep.buffered_bytes for s in ss), default=0),
             "buffered_items": sum(s.ep.buffered_items for s in ss),
             "parked_sessions": len(self.budget.parked),
             "parked_bytes": self.budget.parked_bytes,

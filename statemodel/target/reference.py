@@ -132,6 +132,16 @@ class ReferenceTarget:
             stats["sessions"] * (c.replay_max_bytes + largest_message),
             c.server_buffer_bound(largest_message),
         )
+        # Each session on its own: its producers wait once it holds replay_max_bytes, so it
+        # holds at most that plus the one message that crossed it (the total above is blind
+        # to one session overfilling while others hold little).
+        own = c.replay_max_bytes + largest_message
+        if stats["session_buffered_bytes_max"] > own:
+            raise InvariantViolation(
+                "replay buffers within bounds", "one session",
+                f"at most replay_max_bytes + the largest message = {own} buffered bytes",
+                f"{stats['session_buffered_bytes_max']} bytes",
+            )
         if stats["buffered_bytes"] > limit:
             raise InvariantViolation(
                 "replay buffers within bounds", "server",

@@ -318,3 +318,16 @@ def test_a_burst_just_over_the_replay_bound_fails_the_bound_check_in_its_own_ste
     run(lambda state, first: state.burst(stream=first, over=0), ["no_backpressure"])
     with pytest.raises(InvariantViolation, match="replay buffers within bounds"):
         run(lambda state, first: state.burst(stream=first, over=1), ["no_backpressure"])
+
+
+def test_one_session_overfilling_its_buffer_is_caught_beside_a_session_that_holds_nothing():
+    """The total over all sessions allows sessions x (bound + largest): a second, idle session
+    hid one session holding two messages over its own bound (blindspots' review, session 9).
+    Each session is checked on its own too."""
+    def program(state, first):
+        state.connect()
+        state.burst(stream=first, over=1)
+
+    run(program)
+    with pytest.raises(InvariantViolation, match="replay buffers within bounds violated at one session"):
+        run(program, ["no_backpressure"])

@@ -243,22 +243,29 @@ class _HeldResumes:
         return status
 
 
+class _HeldMachine(machine_class(MachineOptions())):
+    """The sim machine, each client's status channel wrapped in ``_HeldResumes`` (``held``)."""
+
+    async def _watch_status(self, handle):
+        handle.client.status = _HeldResumes(handle.client.status)
+        self.held.append(handle.client.status)
+        await super()._watch_status(handle)
+
+
+def _held_machine() -> _HeldMachine:
+    state = _HeldMachine()
+    state.held = []  # filled as boot starts the first watcher
+    return state
+
+
 def test_context_the_client_sets_between_a_replacement_welcome_and_its_report_belongs_to_the_new_session():
     """Found over tcp at load (session 8, realnet run 2): the client set a key after the
     welcome that replaced its session, while the machine had seen ``Connected`` (new session
     id) but not yet ``Resumed(reset)``. The key lives in the new session; the model put it in
     the old one and dropped it at the reset: "session context preserved ... expected
     '<unset>'; got 0", a false failure."""
-    base = machine_class(MachineOptions())
-    held: list[_HeldResumes] = []
-
-    class Held(base):
-        async def _watch_status(self, handle):
-            handle.client.status = _HeldResumes(handle.client.status)
-            held.append(handle.client.status)
-            await super()._watch_status(handle)
-
-    state = Held()
+    state = _held_machine()
+    held = state.held
     try:
         state.boot(seed=0, chunks=[], context=1)
         handle = state.handles[0]
@@ -278,16 +285,8 @@ def test_context_the_client_sets_between_a_replacement_welcome_and_its_report_be
 def test_keys_set_in_two_unreported_replacements_each_belong_to_their_own_session():
     """Two restarts while the watcher still holds the first replacement's Resumed: the key
     set in the first replacement dies with it, the one set in the second survives."""
-    base = machine_class(MachineOptions())
-    held: list[_HeldResumes] = []
-
-    class Held(base):
-        async def _watch_status(self, handle):
-            handle.client.status = _HeldResumes(handle.client.status)
-            held.append(handle.client.status)
-            await super()._watch_status(handle)
-
-    state = Held()
+    state = _held_machine()
+    held = state.held
     try:
         state.boot(seed=0, chunks=[], context=1)
         proto = state.handles[0].client.proto

@@ -106,3 +106,27 @@ def test_a_recorded_run_over_real_sockets_shows_the_wire(transport: str) -> None
         state.teardown()
     kinds = {event["kind"] for step in state.recorder.to_json()["steps"] for event in step["events"]}
     assert {"connect", "frame"} <= kinds, kinds  # the proxy's links and the decoded frames
+
+
+def test_a_settle_ends_when_the_servers_context_caught_up_not_at_its_bound(monkeypatch) -> None:
+    """Context the client sets reaches the server's copy as a ctx item, with no event the
+    machine observes. On the real clock settle waited for an observer's event there and ran
+    every such wait to its recovery bound (4.6 s each: half of a tcp run's wall time), then
+    passed; it looks again instead. Judged by whether settle saw the system quiet (its
+    ``recovery`` note), which a wait that ran out its bound never records: not by a time.
+    (No starvation credit here, which would move the bound out and let the old wait look
+    once more after it.)"""
+    from statemodel.target import stall
+
+    monkeypatch.setattr(stall, "host_stall", lambda: 0.0)
+    state = machine_class(MachineOptions(transport="tcp", record=True))()
+    try:
+        state.boot(seed=4, chunks=[], context=None)
+        state.degrade(fault=F.Latency(seconds=0.1))  # the ctx item is still in flight at settle
+        state.client_set_context(session=0, value="v")
+        state.settle()
+        events = list(state.recorder.steps[-1]["events"])  # teardown's own settle appends to it
+        assert state.model.context_settled(0, state.target.session_context(state.handles[0].session_id))
+    finally:
+        state.teardown()
+    assert [e for e in events if e["kind"] == "recovery"], events

@@ -873,7 +873,7 @@ class StreamMachine(TrioStateMachine):
 
     async def _redeliver(self, handle: SessionHandle, to: str, back: int) -> None:
         proto = self._proto(handle)
-        await timers.sleep(REDELIVER_WAIT)
+        await self._wait_for_older(handle, to)
         last_of = self._positions(handle, to)
         if max(last_of.values(), default=0) < 2:
             # Nothing older than the latest item to copy yet: one more command on a live stream
@@ -883,7 +883,7 @@ class StreamMachine(TrioStateMachine):
                 command = {"op": "emit", "chunks": [{"kind": "json", "value": "before a re-delivery"}] * 2}
                 self.model.command(live[0].key, command, trio.current_time())
                 live[0].outbox.send_nowait(command)
-                await timers.sleep(REDELIVER_WAIT)
+                await self._wait_for_older(handle, to)
                 last_of = self._positions(handle, to)
         link = self._live_link(proto)
         if link is None:
@@ -905,6 +905,17 @@ class StreamMachine(TrioStateMachine):
             link.send(frame)
             handle.client._changed.notify()
             await timers.sleep(STEP)  # a server that accepted the copy answers within this step
+
+    async def _wait_for_older(self, handle: SessionHandle, to: str) -> None:
+        """REDELIVER_WAIT for what is in flight to arrive and be acknowledged. On the real
+        clock, where every waited ms is paid for, only until the ``to`` end has an item older
+        than its newest (a position >= 2), which is what the wait is for: most redeliver
+        steps find one at once (the fixed wait was 9% of a tcp run, 19% of a ws:// run)."""
+        end = trio.current_time() + REDELIVER_WAIT
+        if not self.real_time:
+            await timers.sleep(REDELIVER_WAIT)
+            return
+        await timers.wait_until(lambda: max(self._positions(handle, to).values(), default=0) >= 2, end, REAL_POLL)
 
     def _positions(self, handle: SessionHandle, to: str) -> dict[int, int]:
         """Per stream, the newest item the ``to`` end provably has: what the client received

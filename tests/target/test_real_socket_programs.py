@@ -114,3 +114,19 @@ def test_on_the_real_clock_a_violation_is_kept_and_raised_at_teardown() -> None:
             except InvariantViolation as exc:
                 raised = raised or ("teardown", exc)
         assert raised == (("teardown" if transport == "tcp" else "step"), seen), transport
+
+
+def test_a_drop_mid_message_lands_inside_a_ws_targets_large_fragments(script_server_url) -> None:
+    """emit(drop=True) slows the downlink so the drop lands after a few fragments of a long
+    message. At 200 KB/s a ws:// target's 256 KiB fragments took 1.3 s each: the client's
+    pings queued behind them, it declared the link dead first, and the drop never landed
+    inside a message (drop_inside_fragments: 0 of 20 ws:// examples, seed 9300), after a
+    3.9 s wait. On the real clock the downlink is as fast as lands it within 0.25 s."""
+    state = machine_class(MachineOptions(target=script_server_url, transport="tcp"))()
+    try:
+        stream = state.boot(seed=5, chunks=[], context=None)
+        state.emit(stream=stream, chunks=[{"kind": "bytes", "seed": 5, "size": 1_600_000}], drop=True)
+        state.invariants_hold()
+        assert "drop_inside_fragments" in state.reached
+    finally:
+        state.teardown()

@@ -12,7 +12,9 @@ PROTOCOL.md §7.3: each newer connection fences the older one with 4006.
 Neither is on the client's network path, so the machine dials them around the faults meant
 for the client's links where the target offers a way (``Target.dial_around``). Whatever
 stalls or breaks their own dial is the network's doing, never the server's: it makes the
-attempt inconclusive, never a failure.
+attempt inconclusive, never a failure. Their waits are bounded on the clock the machine
+runs on; given a ``stalled`` meter (the real clock), time the host kept the run off the CPU
+does not count against them (target/stall.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import trio
 from trio_websocket import ConnectionClosed, wrap_client_stream
 
 from statemodel.stream.frames import Frame, decode, encode
+from statemodel.target import stall
 
 FORGED_TOKEN_CODE = 4003
 SUPERSEDED_CODE = 4006
@@ -52,10 +55,11 @@ async def _connection(dial, request: tuple[str, str]):
             await trio.aclose_forcefully(stream)
 
 
-async def _exchange(dial, hello: dict, timeout: float, request: tuple[str, str]) -> tuple[str, object]:
+async def _exchange(dial, hello: dict, timeout: float, request: tuple[str, str],
+                    stalled=None) -> tuple[str, object]:
     """Send one hello; return ("welcome", header) or ("closed", code) or ("timeout", None)."""
     try:
-        with trio.move_on_after(timeout):
+        async with stall.move_on_after(timeout, stalled):
             async with _connection(dial, request) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", hello)))
@@ -71,16 +75,16 @@ async def _exchange(dial, hello: dict, timeout: float, request: tuple[str, str])
 
 
 async def forge_resume(dial, victim_session: str, timeout: float,
-                       request: tuple[str, str] = ("statemodel", "/")) -> tuple[str, object]:
+                       request: tuple[str, str] = ("statemodel", "/"), stalled=None) -> tuple[str, object]:
     """Try to take over ``victim_session`` with a forged token; say what the server did."""
-    kind, header = await _exchange(dial, {"v": 1}, timeout, request)
+    kind, header = await _exchange(dial, {"v": 1}, timeout, request, stalled)
     if kind != "welcome":
         return "inconclusive", f"could not learn the epoch ({kind} {header})"
     forged = {
         "v": 1,
         "resume": {"session": victim_session, "token": "forged-" + "0" * 36, "epoch": header["epoch"], "recv": {}},
     }
-    kind, detail = await _exchange(dial, forged, timeout, request)
+    kind, detail = await _exchange(dial, forged, timeout, request, stalled)
     if kind == "welcome" and detail.get("session") == victim_session:
         return "accepted", json.dumps({k: detail.get(k) for k in ("session", "outcome")})
     if kind == "welcome":  # the victim's session is gone (restart, expiry): a fresh one is fine
@@ -91,16 +95,16 @@ async def forge_resume(dial, victim_session: str, timeout: float,
 
 
 async def take_over(dial, resume: dict, timeout: float, on_welcome=None,
-                    request: tuple[str, str] = ("statemodel", "/")) -> tuple[str, object]:
+                    request: tuple[str, str] = ("statemodel", "/"), stalled=None) -> tuple[str, object]:
     """Resume a session with its real ``resume`` position and token, answer the server's
     pings (so it stays alive like a real lingering connection), drop everything else, and
     return how this connection ended: ("fenced"/"closed", code), ("open", None) at
-    ``timeout``, ("refused", detail) without a welcome, or ("reset", reason) when the session
-    was gone. ``on_welcome()`` runs once the server has accepted the resume. Never acks
-    data: what the server sends here stays owed to the client."""
+    ``timeout`` (credited with what ``stalled`` reports), ("refused", detail) without a welcome,
+    or ("reset", reason) when the session was gone. ``on_welcome()`` runs once the server has
+    accepted the resume. Never acks data: what the server sends here stays owed to the client."""
     welcomed = False
     try:
-        with trio.move_on_after(timeout):
+        async with stall.move_on_after(timeout, stalled):
             async with _connection(dial, request) as ws:
                 try:
                     await ws.send_message(encode(Frame("hello", {"v": 1, "resume": resume})))

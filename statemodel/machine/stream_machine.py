@@ -294,9 +294,15 @@ class StreamMachine(TrioStateMachine):
 
         return self.run(job)
 
+    def stall_meter(self):
+        """The host's starvation meter on the real clock (stall.py); None on the sim, whose
+        virtual time has none (the rogue peers' waits then keep their plain bound)."""
+        return stall.host_stall if self.real_time else None
+
     def stalled(self) -> float:
         """Seconds the host has kept this run off the CPU (stall.py): real-time bounds exclude it."""
-        return stall.host_stall() if self.real_time else 0.0
+        meter = self.stall_meter()
+        return meter() if meter is not None else 0.0
 
     def _now(self) -> float:
         """The world's time between rules (virtual, or the real trio clock for tcp/netns)."""
@@ -1153,7 +1159,7 @@ class StreamMachine(TrioStateMachine):
             event("forge_resume: session not established yet")
             return
         kind, detail = self._step(forge_resume, self._rogue_dial, session.session_id,
-                                  self.target.recovery_bound(), self._rogue_request())
+                                  self.target.recovery_bound(), self._rogue_request(), self.stall_meter())
         self._note("net", "rogue", f"forged resume of session {session.index}: {kind} {detail}")
         event(f"forge_resume: {kind}")
         if kind == "accepted":
@@ -1202,7 +1208,7 @@ class StreamMachine(TrioStateMachine):
 
         async def second_connection():
             result = await take_over(self._rogue_dial, resume, self.target.recovery_bound(), on_welcome,
-                                     self._rogue_request())
+                                     self._rogue_request(), self.stall_meter())
             ended.append(handle.connects)
             return result
 

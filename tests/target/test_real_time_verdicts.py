@@ -13,6 +13,8 @@ import os
 import time
 
 import pytest
+import trio
+import trio.testing
 
 from statemodel.machine import MachineOptions, machine_class
 from statemodel.net import faults as F
@@ -128,3 +130,24 @@ def test_a_second_connection_the_server_ended_as_a_dead_peer_was_ended(monkeypat
         monkeypatch.undo()
         state.violations.clear()
         state.teardown()
+
+
+
+def test_a_credited_scope_ends_late_by_the_credit_and_lets_errors_through() -> None:
+    """stall.move_on_after: the plain bound without a meter; with one, the bound plus what the
+    meter reports meanwhile (capped); an error in the body comes out as itself (take_over
+    catches dial errors by type), not wrapped in the watcher's nursery's group."""
+    async def main():
+        ends = {}
+        for name, meter in (("plain", None), ("starved", lambda: 9 * trio.current_time())):
+            start = trio.current_time()
+            async with stall.move_on_after(1.0, meter) as scope:
+                await trio.sleep_forever()
+            ends[name] = (trio.current_time() - start, scope.cancelled_caught)
+        with pytest.raises(OSError, match="refused"):
+            async with stall.move_on_after(1.0, lambda: 0.0):
+                raise OSError("refused")
+        return ends
+
+    assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == {
+        "plain": (1.0, True), "starved": (1.0 + stall.MAX_CREDIT, True)}

@@ -1184,7 +1184,9 @@ class StreamMachine(TrioStateMachine):
         and not its close code: a half-open link (not healed) or an armed truncation may eat
         the close frame; nor, during_replay, the second connection's 4006 (1006 is accepted: its
         close frame waits behind the replay on the capped downlink). A 4008 (the server ended
-        the second connection as a dead peer first: late pongs on a starved host) counts as ended."""
+        the second connection as a dead peer first: late pongs on a starved host) counts as ended,
+        and the client's connection then has the rest of the bound to see its own 4006. On the
+        real clock the bound excludes time the host kept the run off the CPU (target/stall.py)."""
         handle = self._session(session)
         proto = getattr(handle.client, "proto", None)  # a factory target's own client may not expose it
         if proto is None or proto.token is None or not self.model.sessions[handle.index].status.connected:
@@ -1205,11 +1207,31 @@ class StreamMachine(TrioStateMachine):
                 self._reach("fencing_during_replay")
 
         ended = []  # the client's connects when the second connection ended
+        before = handle.connects
+
+        def unfenced() -> bool:
+            """The client's connection when the second one read its welcome is still open."""
+            link = seen[0][0] if seen else None
+            return link is not None and proto.link is link and link.close is None
+
+        def both_ways(kind: str) -> bool:
+            """The client resumed meanwhile and that fenced the second connection. If the
+            second one read its welcome late (a starved loop), the link it saw is already the
+            client's next one, open by right: fenced both ways, whatever the order it read them."""
+            return kind == "fenced" and ended[0] > before
 
         async def second_connection():
-            result = await take_over(self._rogue_dial, resume, self.target.recovery_bound(), on_welcome,
+            bound = self.target.recovery_bound()
+            deadline = stall.Deadline(trio.current_time(), bound, self.stalled)
+            result = await take_over(self._rogue_dial, resume, bound, on_welcome,
                                      self._rogue_request(), self.stall_meter())
             ended.append(handle.connects)
+            # The second connection may end first (4008: a starved host answered the server's
+            # pings late) while the client's 4006 is still on its way (behind a replay on the
+            # capped downlink, or unread on a starved loop): the client has the rest of the
+            # bound to see it. A server that never fences keeps the client's connection open.
+            while unfenced() and not both_ways(result[0]) and trio.current_time() < deadline.at():
+                await timers.wait_until(lambda: not unfenced(), deadline.at(), REAL_POLL)
             return result
 
         kind, detail = self._step(second_connection)
@@ -1221,7 +1243,7 @@ class StreamMachine(TrioStateMachine):
             return  # refused or reset (e.g. the server restarted): nothing to fence
         where = f"session {handle.index}"
         link, connects = seen[0]
-        if link is not None and proto.link is link and link.close is None:
+        if unfenced() and not both_ways(kind):
             self._violation(InvariantViolation(
                 "a newer connection fences the older one", where,
                 f"the client's connection closed ({SUPERSEDED_CODE}) once a second connection resumed its session",

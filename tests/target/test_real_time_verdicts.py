@@ -4,6 +4,10 @@
 - settle's recovery bound counted time the host kept the run off the CPU (target/stall.py):
   "no loss at quiescence" with data still arriving;
 - take_over judged a client welcomed after the second connection had given up.
+
+Beside two CPU spinners (load 5.5-6.3, seed 9200) take_over failed it again: the second
+connection, ended as a dead peer (4008), ended before the client had read its own 4006; and
+the second connection's own wait, and the link it judges, move with a starved loop too.
 """
 
 from __future__ import annotations
@@ -131,6 +135,115 @@ def test_a_second_connection_the_server_ended_as_a_dead_peer_was_ended(monkeypat
         state.violations.clear()
         state.teardown()
 
+
+
+BIG = [{"kind": "bytes", "seed": 1, "size": 300_000}]  # 1.5 s of replay on take_over's capped downlink
+
+
+def _starved(state) -> None:
+    """A host that keeps the run off the CPU 9 s in 10 (a fake meter on the virtual clock:
+    the sim itself never stalls)."""
+    state.stall_meter = lambda: lambda: 9 * state.clock.current_time()
+
+
+def _take_over(monkeypatch, patch, during_replay: bool) -> list[str]:
+    """Boot (with BIG in flight when ``during_replay``), ``patch(state)``, then take_over on
+    the sim: the invariants that failed, with what was seen (none on the correct server)."""
+    state = machine_class(MachineOptions())()
+    try:
+        first = state.boot(seed=7, chunks=[], context=None)
+        if during_replay:
+            state.emit(stream=first, chunks=BIG)
+        patch(state)
+        try:
+            state.take_over(session=0, during_replay=during_replay)
+        except Exception as exc:  # noqa: BLE001 - the verdict under test
+            return [f"{getattr(exc, 'invariant', '')}: {getattr(exc, 'actual', repr(exc))}"]
+        return [f"{v.invariant}: {v.actual}" for v in state.violations]
+    finally:
+        monkeypatch.undo()
+        state.violations.clear()
+        state.teardown()
+
+
+@pytest.mark.parametrize("bound, starved, verdict", [
+    (None, False, []),
+    (0.5, False, ["a newer connection fences the older one: "
+                  "the client's connection stayed open beside it (the second one ended: closed 4008)"]),
+    (0.5, True, []),
+])
+def test_a_second_connection_ended_before_the_client_read_its_fence(monkeypatch, bound, starved, verdict) -> None:
+    """take_over judged the client's connection the instant the second one ended. On a starved
+    host the server ends the second connection as a dead peer (4008) while the client's 4006
+    still waits behind the replay on the capped downlink: "the client's connection stayed open
+    beside it (the second one ended: closed 4008)" on the correct server (tcp beside two CPU
+    spinners, load 5.5-6.3, seed 9200, step 28). Here the sim's second connection is ended so
+    right after its welcome; the client's 4006 arrives ~1.5 virtual seconds later: within the
+    bound, or, with a 0.5 s bound, only on a host whose starvation is credited (a server that
+    never fences is still judged at the bound: test_stream_machine's no_fencing test)."""
+    from statemodel.machine import stream_machine
+    from statemodel.stream.errors import CloseCode
+
+    real = stream_machine.take_over
+    welcomed = []
+
+    async def dead_peer_after_welcome(dial, resume, timeout, on_welcome=None, *args, **kwargs):
+        with trio.CancelScope() as scope:
+            def ended_by_the_server():
+                on_welcome()
+                welcomed.append(True)
+                scope.cancel()  # the server's 4008 reaches the second connection first
+
+            await real(dial, resume, timeout, ended_by_the_server, *args, **kwargs)
+        return "closed", int(CloseCode.PEER_DEAD)
+
+    def patch(state):
+        monkeypatch.setattr(stream_machine, "take_over", dead_peer_after_welcome)
+        if bound is not None:
+            monkeypatch.setattr(state.target, "recovery_bound", lambda: bound)
+        if starved:
+            _starved(state)
+
+    assert _take_over(monkeypatch, patch, during_replay=True) == verdict
+    assert welcomed, "the second connection was never welcomed: nothing was judged"
+
+
+def _late_reader(state) -> None:
+    """The second connection reads everything 100 ms late (s2c latency on its own link), as on
+    a loop the host starves: its welcome arrives after the client, fenced, already resumed."""
+    async def dial():
+        stream, link = await state.target.dial()
+        state.target.apply(F.Latency(direction="s2c", seconds=0.1), link)
+        return stream
+
+    state._rogue_dial = dial
+
+
+def test_a_second_connection_that_read_its_welcome_late_saw_the_clients_next_connection(monkeypatch) -> None:
+    """The link take_over judges is the client's live one when the second connection *read*
+    its welcome; read late, that is the connection the client resumed with after its 4006,
+    rightly open, and the second one was fenced by it: "stayed open beside it (the second one
+    ended: fenced 4006)" on the correct server, before this was told apart."""
+    assert _take_over(monkeypatch, _late_reader, during_replay=False) == []
+
+
+@pytest.mark.parametrize("starved, verdict", [
+    (False, ["a newer connection fences the older one: "
+             "the client's connection stayed open beside it (the second one ended: open None)"]),
+    (True, []),
+])
+def test_a_second_connection_on_a_starved_host_gets_the_starvation_back(monkeypatch, starved, verdict) -> None:
+    """take_over's second connection waits ``recovery_bound`` for its 4006, with a plain
+    ``move_on_after`` before this. A late reader with a 0.22 s bound reads its welcome and
+    gives up just before the 4006 arrives: a failure, as a server that never fences gets.
+    Time the host kept the run off the CPU meanwhile now extends that wait (stall.move_on_after)."""
+    def patch(state):
+        _late_reader(state)
+        monkeypatch.setattr(state.target, "recovery_bound", lambda: 0.22)
+        if starved:
+            _starved(state)
+
+    assert _take_over(monkeypatch, patch, during_replay=False) == verdict
 
 
 def test_a_credited_scope_ends_late_by_the_credit_and_lets_errors_through() -> None:

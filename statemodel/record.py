@@ -28,6 +28,7 @@ __all__ = ["Recorder", "Collector", "canonical", "failure_record", "fault_kind",
 #: The invariant an exception that is not an invariant violation breaks (README: no exception
 #: escapes as anything but a clear error).
 UNHANDLED = "no unhandled exception"
+TESTER_ERROR = "tester error"  # not an invariant: Hypothesis or statemodel itself broke (statemodel.blame)
 
 
 def _normalise(value: Any) -> Any:
@@ -194,14 +195,9 @@ class Recorder:
 
 def _where(exc: BaseException) -> str:
     """Where an unexpected exception was raised: ``file.py:function`` of the innermost frame."""
-    import os
-    import traceback
+    from statemodel.blame import where
 
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
-    if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    return f"{os.path.basename(last.filename)}:{last.name}"
+    return where(exc)
 
 
 def failure_record(exc: BaseException, recorder: "Recorder | None" = None) -> dict[str, Any]:
@@ -210,8 +206,22 @@ def failure_record(exc: BaseException, recorder: "Recorder | None" = None) -> di
 
     An exception carrying ``invariant/expected/actual`` (the model's ``InvariantViolation``)
     speaks for itself; else the recording's violation (machines that record before raising a
-    plain assertion); anything else broke the no-unhandled-exception invariant."""
+    plain assertion); the tester's own error (Hypothesis', statemodel's: ``blame``) is named
+    as such, with ``tester`` saying whose; anything else broke the no-unhandled-exception
+    invariant."""
+    from statemodel.blame import leaf, possessive, tester_fault
+
     violated = recorder.violated if recorder is not None else None
+    whose = tester_fault(exc)
+    if whose is not None:
+        exc = leaf(exc)
+        lines = str(exc).strip().splitlines()
+        rec = {"invariant": TESTER_ERROR, "where": _where(exc), "tester": whose,
+               "expected": "the tester runs without an error of its own",
+               "actual": f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "),
+               "step": len(recorder.steps) if recorder is not None else None}
+        rec["title"] = f"{TESTER_ERROR} ({possessive(whose)} own, not the target's) at {rec['where']}"
+        return rec
     if all(hasattr(exc, a) for a in ("invariant", "expected", "actual")):
         rec = {"invariant": str(exc.invariant), "where": str(getattr(exc, "where", "") or ""),
                "expected": _normalise(exc.expected), "actual": _normalise(exc.actual)}

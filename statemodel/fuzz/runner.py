@@ -36,6 +36,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 import statemodel.profiles  # noqa: F401  (registers ci, dev, nightly, replay)
 from statemodel import literals
+from statemodel.blame import tester_fault, tester_message
 from statemodel.fuzz.config import Failure, FuzzConfig, WorkerResult
 from statemodel.fuzz.database import open_database
 from statemodel.fuzz.machine import LoadedMachine, build_options, load_machine
@@ -294,12 +295,19 @@ def run_worker(
             if raised is not None:
                 failures = extract_failures(raised) or unreplayable_failures(raised)
                 if not failures:
-                    if isinstance(raised, FlakyStrategyDefinition):
-                        raise InfrastructureError(
-                            "the machine drew differently when Hypothesis re-ran the same choices: a "
-                            "precondition or bundle depends on timing, not on the program (a bug of the "
-                            f"state machine, not of the target): {raised}") from raised
+                    if tester_fault(raised):
+                        why = ("the machine drew differently when Hypothesis re-ran the same choices: a "
+                               "precondition or bundle depends on timing, not on the program (a bug of "
+                               "the state machine)" if isinstance(raised, FlakyStrategyDefinition) else "")
+                        raise InfrastructureError(tester_message(raised, why)) from raised
                     raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
+                # Hypothesis reports an error of its own, or of statemodel's, raised inside an
+                # example like the target's failures: an error of the run, never a failure.
+                ours = [f for f in failures if tester_fault(f[0])]
+                failures = [f for f in failures if not tester_fault(f[0])]
+                if ours:
+                    more = f" (+{len(ours) - 1} more)" if len(ours) > 1 else ""
+                    result.error = tester_message(ours[0][0]) + more
                 shrunk = Phase.shrink in settings.phases and result.shrink_stopped is None
                 with Recorder.paused():
                     for exc_, program, blob in failures:

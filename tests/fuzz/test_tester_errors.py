@@ -1,0 +1,43 @@
+"""The tester's own errors (Hypothesis', statemodel's) are errors of the run, said plainly,
+never the target's failure (statemodel.blame). Beside two CPU spinners a tcp run reported
+Hypothesis' own "Inconsistent data generation" (FlakyStrategyDefinition from its datatree.py)
+as "invariant no unhandled exception violated at datatree.py:split_at": a user would hunt a
+bug in their server that is not there."""
+
+from __future__ import annotations
+
+import pytest
+
+from statemodel.fuzz.config import FuzzConfig
+from statemodel.fuzz.runner import InfrastructureError, run_worker
+from statemodel.fuzz.workers import run
+from statemodel.record import UNHANDLED, failure_record
+
+NOT_THE_TARGET = "tester error, not a failure of the target"
+WHAT_TO_DO = "Nothing in the target needs fixing for it. Run the same command again (same --seed)"
+
+
+def test_an_error_hypothesis_raises_inside_an_example_is_an_error_of_the_run() -> None:
+    """Hypothesis treats its own exception raised inside an example as the test's failure,
+    shrinks it and reports it with the program: that used to be FAILURE "no unhandled
+    exception" (at Hypothesis' own file)."""
+    result = run(FuzzConfig(machine="harness_error_machine:machine_class", seed=1, examples=5, profile="dev"))
+    assert result.failures == []
+    assert len(result.errors) == 1 and result.exit_code == 2
+    error = result.errors[0]
+    assert f"worker 0: {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in error and WHAT_TO_DO in error
+
+
+def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do() -> None:
+    """The closing note's case: Hypothesis' datatree found the machine drawing differently
+    on a re-run. The error says it is not the target's, why, and what to do; while the run
+    goes on, its title (progress' "FOUND: ...; shrinking it") names the tester too."""
+    with pytest.raises(InfrastructureError) as raised:
+        run_worker(FuzzConfig(machine="flaky_machine:machine_class", seed=1, examples=300, profile="dev"))
+    message = str(raised.value)
+    assert message.startswith(f"{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition: Inconsistent data")
+    assert "precondition or bundle depends on timing" in message and WHAT_TO_DO in message
+    record = failure_record(raised.value.__cause__)
+    assert record["invariant"] != UNHANDLED and record["tester"] == "Hypothesis"
+    assert record["title"].startswith("tester error (Hypothesis' own, not the target's) at datatree.py:")
+

@@ -6,7 +6,9 @@ close code and the bug went by unnoticed unless someone read the log. `Traceback
 collects, from the moment it is attached, every log record of ``statemodel.*`` or
 ``trio-websocket`` at ERROR with a traceback, from trio-websocket at WARNING and up with
 one, and any ERROR of the stream code (its contained internal errors are logged as one line
-without the traceback), so a machine can fail the step that caused it (`check`).
+without the traceback), so a machine can fail the step that caused it (`check`). A logged
+exception of the tester's own (Hypothesis', or statemodel's machine side called back from the
+stream code: ``statemodel.blame``) is raised as a ``TesterError``, not as the target's failure.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+from statemodel.blame import TesterError, tester_fault, tester_message
 from statemodel.model import InvariantViolation
 
 WATCHED = ("statemodel", "trio-websocket")
@@ -70,6 +73,10 @@ class TracebackWatch(logging.Handler):
             return
         record, count = self.records[0], len(self.records)
         self.records.clear()
+        exc = record.exc_info[1] if record.exc_info else None
+        whose = tester_fault(exc) if exc is not None else None
+        if whose is not None:
+            raise TesterError(tester_message(exc, f"{record.name} logged it"), whose) from exc
         raise InvariantViolation("no unhandled exception", where,
                                  "every failure contained and answered with a documented close code, "
                                  "no traceback logged", describe(record, count))

@@ -6,12 +6,18 @@ bug in their server that is not there."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from statemodel.blame import TesterError
 from statemodel.fuzz.config import FuzzConfig
 from statemodel.fuzz.runner import InfrastructureError, run_worker
 from statemodel.fuzz.workers import run
+from statemodel.machine.logwatch import TracebackWatch
+from statemodel.model import InvariantViolation
 from statemodel.record import UNHANDLED, failure_record
+from statemodel.stream.frames import decode
 
 NOT_THE_TARGET = "tester error, not a failure of the target"
 WHAT_TO_DO = "Nothing in the target needs fixing for it. Run the same command again (same --seed)"
@@ -41,3 +47,36 @@ def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do() ->
     assert record["invariant"] != UNHANDLED and record["tester"] == "Hypothesis"
     assert record["title"].startswith("tester error (Hypothesis' own, not the target's) at datatree.py:")
 
+
+def _logged(exc: BaseException) -> TracebackWatch:
+    """A TracebackWatch that saw the reference server log ``exc`` as a crashed handler."""
+    watch = TracebackWatch().attach()
+    try:
+        try:
+            raise exc
+        except BaseException:  # noqa: BLE001 - logged as the server does
+            logging.getLogger("statemodel.stream.server").exception("connection handler crashed")
+    finally:
+        watch.detach()
+    return watch
+
+
+def test_a_server_traceback_is_still_the_targets_failure() -> None:
+    """Raised in the reference implementation (a frame it cannot decode), logged by its
+    server: "no unhandled exception", the target's, in the log check and the failure record."""
+    try:
+        decode(b"\xff not a frame", max_frame_size=1024)
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises
+        crash = exc
+    assert failure_record(crash)["invariant"] == UNHANDLED
+    with pytest.raises(InvariantViolation, match="no unhandled exception"):
+        _logged(crash).check()
+
+
+def test_a_hypothesis_error_the_server_logged_is_a_tester_error() -> None:
+    """A Hypothesis error that surfaced through the server's log (the machine's callback ran in
+    a server task) is not the server's either."""
+    from hypothesis.errors import FlakyStrategyDefinition
+
+    with pytest.raises(TesterError, match=f"^{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition"):
+        _logged(FlakyStrategyDefinition("Inconsistent data generation!")).check()

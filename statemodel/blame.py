@@ -23,9 +23,14 @@ from __future__ import annotations
 import os
 import traceback
 
-ADVICE = ("Nothing in the target needs fixing for it. Run the same command again (same --seed) to "
-          "see whether it recurs, and report it to the statemodel maintainers with the seed, the "
-          "command and this message.")
+REPORT = "report it to the statemodel maintainers with the seed, the command and this message"
+ADVICE = {
+    "Hypothesis": ("Nothing in the target needs fixing for it. Run the same command again (same "
+                   f"--seed) to see whether it recurs, and {REPORT}."),
+    # raised in statemodel's own code: its bug, though an answer it did not expect may have set it off
+    "statemodel": (f"A bug of statemodel's: {REPORT}. A target answering in a way statemodel did not "
+                   "expect may have set it off: replay with the same --seed and read what it sent last."),
+}
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # statemodel's machine side, relative to the package: raising here is the tester's own error.
@@ -101,4 +106,5 @@ def tester_message(exc: BaseException, why: str = "") -> str:
     lines = str(exc).strip().splitlines()
     what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     return (f"tester error, not a failure of the target: {possessive(tester_fault(exc) or 'the tester')} "
-            f"own {what} (at {where(exc)}){': ' + why if why else ''}. {ADVICE}")
+            f"own {what} (at {where(exc)}){': ' + why if why else ''}. "
+            f"{ADVICE.get(tester_fault(exc) or '', ADVICE['statemodel'])}")

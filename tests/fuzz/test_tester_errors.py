@@ -80,3 +80,26 @@ def test_a_hypothesis_error_the_server_logged_is_a_tester_error() -> None:
 
     with pytest.raises(TesterError, match=f"^{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition"):
         _logged(FlakyStrategyDefinition("Inconsistent data generation!")).check()
+
+
+def test_a_crash_of_statemodels_machine_side_is_its_own_and_a_failed_check_is_a_finding() -> None:
+    """Raised in statemodel's own machine code: statemodel's bug (with what to do); an
+    assertion raised there is a check that failed, the target's as before."""
+    from statemodel.blame import tester_fault, tester_message
+    from statemodel.bridge import VirtualClock
+
+    try:
+        VirtualClock().jump(-1)
+    except ValueError as exc:
+        crash = exc
+    assert tester_fault(crash) == "statemodel"
+    assert failure_record(crash)["title"] == "tester error (statemodel's own, not the target's) at bridge.py:jump"
+    assert tester_message(crash).startswith(f"{NOT_THE_TARGET}: statemodel's own ValueError: time can't go backwards")
+    assert "A bug of statemodel's: report it to the statemodel maintainers" in tester_message(crash)
+    import statemodel.machine.stream_machine as machine_code
+
+    try:  # as a machine's own `assert` would raise it, in the machine's file
+        exec(compile("assert 1 == 2, 'prefix: expected 1, got 2'", machine_code.__file__, "exec"))
+    except AssertionError as exc:
+        check = exc
+    assert tester_fault(check) is None and failure_record(check)["invariant"] == UNHANDLED

@@ -70,8 +70,8 @@ def _in_tester_code(path: str) -> bool:
 
 def tester_fault(exc: BaseException) -> str | None:
     """Whose, if the tester's: "Hypothesis" or "statemodel"; None when it is the target's."""
+    import hypothesis
     from hypothesis.errors import DeadlineExceeded, FlakyFailure, HypothesisException
-    from hypothesis.internal.escalation import is_hypothesis_file
 
     exc = leaf(exc)
     if isinstance(exc, TesterError):
@@ -81,7 +81,7 @@ def tester_fault(exc: BaseException) -> str | None:
     if isinstance(exc, HypothesisException):
         return "Hypothesis"
     path = _innermost_file(exc)
-    if path and is_hypothesis_file(path):
+    if path.startswith(os.path.dirname(os.path.abspath(hypothesis.__file__)) + os.sep):
         return "Hypothesis"
     if isinstance(exc, AssertionError) or type(exc).__name__ == "JobTimeout":
         return None  # a check that failed; a world that never finished (a hang may be the target's)

@@ -103,3 +103,19 @@ def test_a_crash_of_statemodels_machine_side_is_its_own_and_a_failed_check_is_a_
     except AssertionError as exc:
         check = exc
     assert tester_fault(check) is None and failure_record(check)["invariant"] == UNHANDLED
+
+
+def test_any_exception_raised_inside_hypothesis_is_hypothesis_own() -> None:
+    """Not only ``hypothesis.errors``: a plain error from Hypothesis' own code (as its internals
+    would raise it, in its file) is Hypothesis', with Hypothesis' advice."""
+    import hypothesis.internal.conjecture.datatree as datatree
+
+    from statemodel.blame import tester_fault, tester_message
+
+    try:
+        exec(compile("raise KeyError('a node that is not there')", datatree.__file__, "exec"))
+    except KeyError as exc:
+        internal = exc
+    assert tester_fault(internal) == "Hypothesis"
+    assert tester_message(internal).startswith(f"{NOT_THE_TARGET}: Hypothesis' own KeyError")
+    assert WHAT_TO_DO in tester_message(internal)

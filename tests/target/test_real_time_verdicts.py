@@ -5,9 +5,9 @@
   "no loss at quiescence" with data still arriving;
 - take_over judged a client welcomed after the second connection had given up.
 
-Beside two CPU spinners (load 5.5-6.3, seed 9200) take_over failed it again: the second
-connection, ended as a dead peer (4008), ended before the client had read its own 4006; and
-the second connection's own wait, and the link it judges, move with a starved loop too.
+Beside two CPU spinners (load 5.5-6.3, seed 9200) take_over failed it again: the server ended
+the second connection as a dead peer (4008) before the client had read its own 4006. The
+second connection's own wait, and which client link it judges, move with a starved loop too.
 """
 
 from __future__ import annotations

@@ -86,6 +86,9 @@ class WorkerResult:
     failures: list[Failure] = dataclasses.field(default_factory=list)
     interrupted: bool = False
     error: str | None = None  # infrastructure error in this worker
+    # the tester's own errors (statemodel.blame) that ended a batch, "batch N (seed S): ..."; the
+    # worker went on with its next batch (runner.MAX_TESTER_ERRORS)
+    tester_errors: list[str] = dataclasses.field(default_factory=list)
     note: str | None = None  # e.g. why nothing ran
     elapsed: float = 0.0
     discarded: int = 0  # examples Hypothesis discarded unfinished (not counted as examples)
@@ -194,7 +197,7 @@ class FuzzResult:
 
     @property
     def errors(self) -> list[str]:
-        return [f"worker {w.worker}: {w.error}" for w in self.workers if w.error]
+        return [f"worker {w.worker}: {e}" for w in self.workers for e in ([w.error] if w.error else []) + w.tester_errors]
 
     @property
     def exit_code(self) -> int:

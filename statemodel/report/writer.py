@@ -82,6 +82,7 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
              "discarded": w.discarded, "shrink_runs": w.shrink_runs, "replays": w.replays, "shrink_seconds": round(w.shrink_seconds, 3),
              "shrink_stopped": w.shrink_stopped,
              "trace_digest": w.trace_digest, "interrupted": w.interrupted, "error": w.error,
+             "tester_errors": w.tester_errors,
              "elapsed": round(w.elapsed, 3), "memory": w.memory}
             for w in result.workers
         ],
@@ -98,7 +99,7 @@ def junit(result: FuzzResult) -> ET.ElementTree:
     label = f"{cfg.target}[{cfg.transport}" + (f",mutants={'+'.join(cfg.mutants)}" if cfg.mutants else "") + "]"
     suite = ET.Element("testsuite", name="statemodel.fuzz", tests=str(len(result.workers)),
                        failures=str(sum(bool(w.failures) for w in result.workers)),
-                       errors=str(sum(bool(w.error) for w in result.workers)),
+                       errors=str(sum(bool(w.error or w.tester_errors) for w in result.workers)),
                        time=f"{result.elapsed:.3f}")
     for w in result.workers:
         case = ET.SubElement(suite, "testcase", classname=f"statemodel.fuzz.{label}",
@@ -110,8 +111,9 @@ def junit(result: FuzzResult) -> ET.ElementTree:
             if inv:
                 detail += f"expected: {inv['expected']!r}\nactual: {inv['actual']!r}\n"
             el.text = detail + "\n" + (f.program or "")
-        if w.error:
-            ET.SubElement(case, "error", message=w.error, type="InfrastructureError").text = w.error
+        if w.error or w.tester_errors:
+            for message in ([w.error] if w.error else []) + w.tester_errors:
+                ET.SubElement(case, "error", message=message, type="InfrastructureError").text = message
         elif w.interrupted and not w.failures:
             ET.SubElement(case, "skipped", message="interrupted")
         ET.SubElement(case, "system-out").text = (

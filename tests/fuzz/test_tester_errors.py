@@ -12,7 +12,7 @@ import pytest
 
 from statemodel.blame import TesterError
 from statemodel.fuzz.config import FuzzConfig
-from statemodel.fuzz.runner import InfrastructureError, run_worker
+from statemodel.fuzz.runner import run_worker
 from statemodel.fuzz.workers import run
 from statemodel.machine.logwatch import TracebackWatch
 from statemodel.model import InvariantViolation
@@ -31,21 +31,54 @@ def test_an_error_hypothesis_raises_inside_an_example_is_an_error_of_the_run() -
     assert result.failures == []
     assert len(result.errors) == 1 and result.exit_code == 2
     error = result.errors[0]
-    assert f"worker 0: {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in error and WHAT_TO_DO in error
+    assert f"worker 0: batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in error
+    assert WHAT_TO_DO in error
 
 
-def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do() -> None:
+def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do(monkeypatch) -> None:
     """The closing note's case: Hypothesis' datatree found the machine drawing differently
     on a re-run. The error says it is not the target's, why, and what to do; while the run
     goes on, its title (progress' "FOUND: ...; shrinking it") names the tester too."""
-    with pytest.raises(InfrastructureError) as raised:
-        run_worker(FuzzConfig(machine="flaky_machine:machine_class", seed=1, examples=300, profile="dev"))
-    message = str(raised.value)
-    assert message.startswith(f"{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition: Inconsistent data")
+    import statemodel.fuzz.runner as runner
+
+    seen = []
+    real = runner.tester_message
+    monkeypatch.setattr(runner, "tester_message", lambda exc, why="": seen.append(exc) or real(exc, why))
+    result = run_worker(FuzzConfig(machine="flaky_machine:machine_class", seed=1, examples=300, profile="dev"))
+    message = result.tester_errors[0]
+    assert message.startswith(f"batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition: "
+                              "Inconsistent data")
     assert "precondition or bundle depends on timing" in message and WHAT_TO_DO in message
-    record = failure_record(raised.value.__cause__)
+    record = failure_record(seen[0])
     assert record["invariant"] != UNHANDLED and record["tester"] == "Hypothesis"
     assert record["title"].startswith("tester error (Hypothesis' own, not the target's) at datatree.py:")
+
+
+def test_a_tester_error_ends_its_batch_not_the_night() -> None:
+    """One FlakyStrategyDefinition used to end the worker (InfrastructureError) and lose its
+    counts: a nightly run lost the rest of its night. Batch 0 (200 examples) runs clean, the
+    machine turns flaky in batch 1: the worker reports that batch's error, goes on with batch
+    2, and keeps every count; exit 2 (an error of the run), no failure."""
+    result = run(FuzzConfig(machine="late_flaky_machine:machine_class", seed=1, examples=450, profile="dev"))
+    worker = result.workers[0]
+    assert result.failures == [] and result.exit_code == 2
+    assert worker.examples > 200 and worker.steps > 0  # batch 0's 200 and more, not lost
+    assert [e.split(":", 1)[0] for e in worker.tester_errors] == [
+        "batch 1 (seed 15471431920398990283)", "batch 2 (seed 7438520176602755083)"]
+    assert worker.error is None  # it did not give up: two errors, under MAX_TESTER_ERRORS
+    assert all(f"{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition" in e for e in result.errors)
+
+
+def test_a_worker_gives_up_after_max_tester_errors() -> None:
+    """An error in every batch is statemodel's to fix: the worker stops after MAX_TESTER_ERRORS
+    of them (a --duration run would otherwise spend its night starting batches that fail)."""
+    from statemodel.fuzz.runner import MAX_TESTER_ERRORS
+
+    result = run(FuzzConfig(machine="flaky_machine:machine_class", seed=1, examples=5 * 200, profile="dev"))
+    worker = result.workers[0]
+    assert len(worker.tester_errors) == MAX_TESTER_ERRORS and result.exit_code == 2
+    assert worker.error == f"gave up after {MAX_TESTER_ERRORS} batches ended in the tester's own error (below)"
+    assert result.errors[0] == f"worker 0: {worker.error}" and len(result.errors) == 1 + MAX_TESTER_ERRORS
 
 
 def _logged(exc: BaseException) -> TracebackWatch:

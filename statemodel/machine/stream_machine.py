@@ -9,6 +9,7 @@ invariants re-raise it after the step so the failing step is the one that caused
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
@@ -1406,6 +1407,11 @@ class StreamMachine(TrioStateMachine):
         self.model.check_quiescent(contexts, server_contexts)
 
     async def _settle(self, bound: float) -> None:
+        # A target may heal differently for a settle (Target.settling: the proxy's base latency).
+        with getattr(self.target, "settling", contextlib.nullcontext)():
+            await self._settle_healed(bound)
+
+    async def _settle_healed(self, bound: float) -> None:
         self._note("net", "fault", "Heal()")
         self.target.heal()
         self.faulted = False

@@ -24,7 +24,11 @@ FAST_TIMERS = dict(
 
 
 class Target(Protocol):
-    """What ``StreamMachine`` drives. Every method is called inside the machine's trio run."""
+    """What ``StreamMachine`` drives. Every method is called inside the machine's trio run.
+
+    Optional: ``settling()``, a context manager the machine holds while it settles (it heals
+    first, then waits for recovery): the proxied real-time targets heal without their base
+    latency there, which only keeps frames in flight across rules."""
 
     can_restart: bool
     max_advance: float  # the longest wait one `advance` rule may take (real-time targets keep it short)

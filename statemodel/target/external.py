@@ -10,6 +10,7 @@ long your server keeps an idle session (``#expiry_after=SECONDS`` at the end of 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import ssl
@@ -113,6 +114,10 @@ class ExternalTarget:
 
     def heal(self) -> None:
         self.front.heal()
+
+    def settling(self) -> contextlib.AbstractContextManager:
+        """Optional (``Target``): the network while the machine settles (ProxyFront.settling)."""
+        return self.front.settling()
 
     # ---- what the machine may expect -----------------------------------------------------
     def recovery_bound(self) -> float:

@@ -18,6 +18,7 @@ reset, sessions and epoch are gone, connections queued meanwhile reach the new s
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import replace
 
@@ -150,6 +151,10 @@ class LoopbackReferenceTarget(ReferenceTarget):
         self.front.heal()
         if self.kernel is not None:
             self.kernel.heal()
+
+    def settling(self) -> contextlib.AbstractContextManager:
+        """The network while the machine settles (ProxyFront.settling); the sim's stays as it is."""
+        return self.front.settling() if self.front is not None else contextlib.nullcontext()
 
     async def restart_server(self) -> None:
         """Like a crashed process: every connection is reset, all sessions are gone, a new epoch."""

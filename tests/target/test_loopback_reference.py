@@ -168,3 +168,36 @@ def test_a_settle_heals_without_the_base_latency_and_puts_it_back() -> None:
         assert in_force() == [base]
     finally:
         state.teardown()
+
+
+def test_a_redeliver_stops_waiting_once_nothing_more_is_on_its_way(monkeypatch) -> None:
+    """On the real clock a redeliver waits (REDELIVER_WAIT at most) for its receiver to hold
+    an item older than its newest; it also stops once nothing that could make one is still
+    on its way: the client's items all acknowledged, nothing owed to the client."""
+    import statemodel.machine.stream_machine as machine_code
+
+    state = machine_class(MachineOptions(transport="tcp"))()
+    try:
+        stream = state.boot(seed=1, chunks=[], context=0)
+        state.settle()  # nothing owed to the client; the server's acks may still be on their way
+        handle = state._session(0)
+        quiet = lambda: not state._more_may_come(handle, "server")  # noqa: E731
+        assert state.run(machine_code.timers.wait_until, quiet, state._now() + 10.0, 0.005)  # a bound, not a verdict
+        assert not state._more_may_come(handle, "client")
+        waits = []
+        real_wait = machine_code.timers.wait_until
+
+        async def wait_until(done, deadline, poll):
+            waits.append(done())  # what the wait reads as it starts
+            return await real_wait(done, deadline, poll)
+
+        monkeypatch.setattr(machine_code.timers, "wait_until", wait_until)
+        state.redeliver(session=0, to="server", back=1)
+        assert waits and waits[0] is True  # over at once: at most one item, and none in flight
+        state.degrade(fault=F.Partition())
+        state.client_set_context(session=0, value="v", overwrite=False)
+        assert state._more_may_come(handle, "server")  # a ctx item the server has not acknowledged
+        state.emit(stream=stream, chunks=[{"kind": "json", "value": 1}])
+        assert state._more_may_come(handle, "client")  # a chunk the server owes the client
+    finally:
+        state.teardown()

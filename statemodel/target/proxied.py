@@ -26,11 +26,12 @@ from statemodel.target.base import FAST_TIMERS
 # took real-socket runs from ~3 to tens of steps/s. A loaded machine that stalls a loop past
 # dead_after only causes a spurious reconnect, which the protocol must survive anyway;
 # send_timeout stays long, or a bandwidth-capped 2 MiB message could never be sent.
-# Backoff tops out at 50 ms: no connection in an example (~2 s) lives healthy_after (5 s), so
-# every reconnect ran at backoff_max; at 0.2 s that was 50 s of sleep in a 62 s profile of
-# 30 tcp examples. The ladder (10, 20, 40, 50 ms, jittered) is still walked.
+# Backoff tops out at 20 ms: no connection in an example (~2 s) lives healthy_after (5 s), so
+# most reconnects run at backoff_max, and a settle after a drop or restart waits for one; at
+# 0.2 s that was 50 s of sleep in a 62 s profile of 30 tcp examples, at 50 ms ~8% of a run.
+# The ladder (0, 10, 20 ms, jittered) is still walked; nothing checks its steps but the client's.
 REAL_TIME_CONFIG = Config(**dict(FAST_TIMERS, handshake_timeout=1.0, heartbeat_interval=0.1, dead_after=0.4,
-                                 close_timeout=0.5, backoff_base=0.01), backoff_max=0.05)
+                                 close_timeout=0.5, backoff_base=0.01), backoff_max=0.02)
 # The longest wait of one `advance`/`outage` rule on the real clock: past every timer above
 # but the send timeout (a dead peer is noticed, a reconnect fails or gets through).
 REAL_TIME_MAX_ADVANCE = 1.0

@@ -70,6 +70,8 @@ def fuzz_rate(name: str, workers: int, examples_per_worker: int, seed: int = 0) 
         steps = sum(w.steps for w in result.workers)
         return {"workers": n, "steps": steps, "examples": sum(w.examples for w in result.workers),
                 "failures": len(result.all_failures) + sum(1 for w in result.workers if w.error),
+                # what they were: a false failure in a bench must be diagnosable afterwards
+                "found": [f.title for f in result.all_failures] + result.errors,
                 "seconds": result.elapsed, "steps_per_s": steps / result.elapsed}
 
     with (script_server() if name == "ws" else nullcontext()) as url:

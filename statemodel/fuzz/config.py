@@ -98,6 +98,11 @@ class WorkerResult:
     shrink_stopped: str | None = None  # "budget" or "interrupted" when shrinking was cut short
     memory: dict[str, Any] | None = None  # RSS: peak_mib, plateau_mib, ... (statemodel.fuzz.memory)
 
+    @property
+    def errors(self) -> list[str]:
+        """The worker-ending error first, then the batches' tester errors."""
+        return ([self.error] if self.error else []) + self.tester_errors
+
 
 @dataclasses.dataclass
 class FuzzResult:
@@ -197,7 +202,7 @@ class FuzzResult:
 
     @property
     def errors(self) -> list[str]:
-        return [f"worker {w.worker}: {e}" for w in self.workers for e in ([w.error] if w.error else []) + w.tester_errors]
+        return [f"worker {w.worker}: {e}" for w in self.workers for e in w.errors]
 
     @property
     def exit_code(self) -> int:

@@ -312,8 +312,9 @@ def run_worker(
                            "the state machine)" if isinstance(raised, FlakyStrategyDefinition) else "")
                     ours_msg = tester_message(raised, why)
                 else:
-                    ours = [f for f in failures if tester_fault(f[0])]
-                    failures = [f for f in failures if not tester_fault(f[0])]
+                    blamed = [(f, tester_fault(f[0])) for f in failures]
+                    ours = [f for f, whose in blamed if whose]
+                    failures = [f for f, whose in blamed if not whose]
                     more = f" (+{len(ours) - 1} more)" if len(ours) > 1 else ""
                     ours_msg = tester_message(ours[0][0]) + more if ours else None
                 if ours_msg is not None:

@@ -99,7 +99,7 @@ def junit(result: FuzzResult) -> ET.ElementTree:
     label = f"{cfg.target}[{cfg.transport}" + (f",mutants={'+'.join(cfg.mutants)}" if cfg.mutants else "") + "]"
     suite = ET.Element("testsuite", name="statemodel.fuzz", tests=str(len(result.workers)),
                        failures=str(sum(bool(w.failures) for w in result.workers)),
-                       errors=str(sum(bool(w.error or w.tester_errors) for w in result.workers)),
+                       errors=str(sum(bool(w.errors) for w in result.workers)),
                        time=f"{result.elapsed:.3f}")
     for w in result.workers:
         case = ET.SubElement(suite, "testcase", classname=f"statemodel.fuzz.{label}",
@@ -111,8 +111,8 @@ def junit(result: FuzzResult) -> ET.ElementTree:
             if inv:
                 detail += f"expected: {inv['expected']!r}\nactual: {inv['actual']!r}\n"
             el.text = detail + "\n" + (f.program or "")
-        if w.error or w.tester_errors:
-            for message in ([w.error] if w.error else []) + w.tester_errors:
+        if w.errors:
+            for message in w.errors:
                 ET.SubElement(case, "error", message=message, type="InfrastructureError").text = message
         elif w.interrupted and not w.failures:
             ET.SubElement(case, "skipped", message="interrupted")

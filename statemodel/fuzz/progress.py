@@ -25,6 +25,7 @@ class Progress:
         self.started = time.monotonic()
         self._last_line = self.started
         self._announced: dict[int, int] = {}  # worker -> failures already announced
+        self._errors: dict[int, int] = {}  # worker -> tester errors already announced
         self.live = self.stream.isatty() if live is None else live
         self._live = None
 
@@ -55,6 +56,10 @@ class Progress:
                             + "; shrinking it")
             self._announced[worker] = len(found)
             self._last_line = 0.0  # show the shrink phase at once
+        errors = snapshot.get("tester_errors") or []
+        for error in errors[self._errors.get(worker, 0):]:  # not the target's: no shrinking, next batch
+            self._print(f"ERROR: {error}" + (f" (worker {worker})" if len(self.snapshots) > 1 else ""))
+        self._errors[worker] = len(errors)
         if self._live is not None:
             now = time.monotonic()
             if now - self._last_line >= 0.25:  # redraw at most 4 times a second

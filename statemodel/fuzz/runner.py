@@ -128,9 +128,14 @@ class Phases:
         self.kind = "generate"  # then "shrink" once an example failed, "replay" for the report run
         self.shrink_started: float | None = None
         self.title: str | None = None  # the failure being shrunk
+        # The tester's own error (statemodel.blame), raised inside an example: Hypothesis would
+        # shrink it as it does the target's failures; the batch ends at the next example instead.
+        self.tester: BaseException | None = None
 
     def failed(self, exc: BaseException, recorder) -> None:
-        if self.kind == "generate":
+        if self.kind == "generate" and tester_fault(exc):
+            self.tester = self.tester or exc
+        elif self.kind == "generate":
             self.kind = "shrink"
             self.shrink_started = time.monotonic()
             self.title = failure_record(exc, recorder)["title"]
@@ -243,6 +248,7 @@ def run_worker(
         phases = current[0]
         snap["phase"] = phases.kind if phases else "generate"
         snap["found"] = list(found) + ([phases.title] if phases and phases.kind in ("shrink", "replay") else [])
+        snap["tester_errors"] = list(result.tester_errors)
         if phases is not None and phases.shrink_started is not None:
             snap["shrink"] = {"seconds": time.monotonic() - phases.shrink_started,
                               "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
@@ -265,7 +271,7 @@ def run_worker(
             phases = current[0] = Phases()
 
             def stop() -> bool:
-                if should_stop():
+                if should_stop() or phases.tester is not None:
                     return True
                 started_shrinking = phases.shrink_started
                 if started_shrinking is None:  # generating: a --duration run ends between examples,
@@ -278,15 +284,18 @@ def run_worker(
                 raised = _run(cls, seed_value, settings, stop, phases)
             except KeyboardInterrupt:
                 col.flush()
-                if phases.shrink_started is None:  # stopped while generating: nothing to report
+                if phases.tester is not None:  # an error of the run (below): nothing to shrink or replay
+                    raised = phases.tester
+                    result.interrupted = should_stop()
+                elif phases.shrink_started is None:  # stopped while generating: nothing to report
                     result.interrupted = should_stop()  # else --duration is over: a normal end
                     break
-                # Stopped while shrinking: replay the smallest failing program saved so far.
-                result.shrink_stopped = "interrupted" if should_stop() else "budget"
-                result.interrupted = should_stop()
-                phases.kind = "replay"
-                publish(col)
-                raised = _run(cls, seed_value, Settings(settings, phases=(Phase.reuse,)), lambda: False, phases)
+                else:  # stopped while shrinking: replay the smallest failing program saved so far
+                    result.shrink_stopped = "interrupted" if should_stop() else "budget"
+                    result.interrupted = should_stop()
+                    phases.kind = "replay"
+                    publish(col)
+                    raised = _run(cls, seed_value, Settings(settings, phases=(Phase.reuse,)), lambda: False, phases)
             col.flush()
             if phases.shrink_started is not None:
                 result.shrink_seconds += time.monotonic() - phases.shrink_started
@@ -319,6 +328,7 @@ def run_worker(
                     ours_msg = tester_message(ours[0][0]) + more if ours else None
                 if ours_msg is not None:
                     result.tester_errors.append(f"batch {batch} (seed {seed_value}): {ours_msg}")
+                    publish(col)
                 if not failures:
                     if len(result.tester_errors) >= MAX_TESTER_ERRORS:
                         result.error = (f"gave up after {len(result.tester_errors)} batches ended in the "

@@ -16,3 +16,26 @@ class HarnessErrorMachine(RuleBasedStateMachine):
 
 def machine_class(options):
     return HarnessErrorMachine
+
+
+class LateHarnessErrorMachine(RuleBasedStateMachine):
+    """Records its steps (the shrinker's runs are counted from recordings), and makes Hypothesis
+    raise once the drawn numbers add up to 10: a failure Hypothesis would shrink for a while."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from statemodel.record import Recorder
+
+        self.recorder = Recorder()
+        self.total = 0
+
+    @rule(x=st.integers(0, 3), data=st.data())
+    def step(self, x: int, data) -> None:
+        self.recorder.step("step", {"x": repr(x)})
+        self.total += x
+        if self.total >= 10:
+            data.draw(st.integers(min_value=5, max_value=1))  # Hypothesis raises: min > max
+
+
+def machine_class_late(options):
+    return LateHarnessErrorMachine

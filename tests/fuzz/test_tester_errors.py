@@ -38,7 +38,7 @@ def test_an_error_hypothesis_raises_inside_an_example_is_an_error_of_the_run() -
 def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do(monkeypatch) -> None:
     """The closing note's case: Hypothesis' datatree found the machine drawing differently
     on a re-run. The error says it is not the target's, why, and what to do; while the run
-    goes on, its title (progress' "FOUND: ...; shrinking it") names the tester too."""
+    goes on, its failure record's title names the tester too."""
     import statemodel.fuzz.runner as runner
 
     seen = []
@@ -152,3 +152,30 @@ def test_any_exception_raised_inside_hypothesis_is_hypothesis_own() -> None:
     assert tester_fault(internal) == "Hypothesis"
     assert tester_message(internal).startswith(f"{NOT_THE_TARGET}: Hypothesis' own KeyError")
     assert WHAT_TO_DO in tester_message(internal)
+
+
+def test_a_tester_error_is_not_shrunk_nor_announced_as_found() -> None:
+    """Hypothesis shrinks its own error raised inside an example as it would the target's
+    failure: progress said "FOUND: ...; shrinking it" and the batch spent its shrink budget
+    (up to --shrink-budget, 60 s) on a program nobody will read. The batch now ends at the
+    first such error, says so as an error, and goes on with the next batch."""
+    import io
+
+    from statemodel.fuzz.progress import Progress
+
+    out = io.StringIO()
+    snapshots = []
+    with Progress(1, stream=out, live=False) as progress:
+        def seen(worker, snap):
+            snapshots.append(snap)
+            progress.update(worker, snap)
+
+        result = run_worker(FuzzConfig(machine="harness_error_machine:machine_class_late", seed=1,
+                                       examples=40, profile="dev"), progress=seen)
+    assert result.failures == [] and result.shrink_runs == 0 and result.shrink_seconds == 0
+    assert [e.split(":", 1)[0] for e in result.tester_errors] == ["batch 0 (seed 1)"]
+    assert f"{NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in result.tester_errors[0]
+    assert not any(s.get("phase") in ("shrink", "replay") for s in snapshots)
+    printed = out.getvalue()
+    assert "FOUND" not in printed and "shrinking" not in printed
+    assert f"ERROR: batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in printed

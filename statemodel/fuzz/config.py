@@ -26,6 +26,15 @@ class FuzzConfig:
     shrink_stall: int | None = None
     shrink_stall_steps: int = 10
 
+    def __post_init__(self) -> None:
+        # Workers against one ws:// server share it: one worker's sessions may be shed for
+        # another's pressure (PROTOCOL.md §6), which the target allows only when told
+        # (``#shared=1``). The URL carries it into reproducers and the database namespace.
+        if self.workers > 1 and self.target.startswith(("ws://", "wss://")):
+            from statemodel.target.shared import shared_url
+
+            object.__setattr__(self, "target", shared_url(self.target))
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mutants"] = list(self.mutants)

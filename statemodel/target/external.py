@@ -5,7 +5,9 @@ machine's clients are the reference ``Client`` on short real-time timers; every 
 goes through a loopback ``FaultProxy`` started here, so the whole fault vocabulary (frame-aware
 faults included) applies on real sockets. We cannot see inside the server: no restarts, no
 buffer bounds, no server-side context; and resets are never excused by time unless you say how
-long your server keeps an idle session (``#expiry_after=SECONDS`` at the end of the URL).
+long your server keeps an idle session (``#expiry_after=SECONDS`` at the end of the URL), nor
+by another client's pressure unless you say others use the server too (``#shared=1``, which
+``statemodel fuzz --workers N`` adds: its workers share the server).
 """
 
 from __future__ import annotations
@@ -16,19 +18,26 @@ import random
 import ssl
 import urllib.parse
 from dataclasses import replace
+from typing import Sequence
 
 import trio
 
 from statemodel.net import faults as F
 from statemodel.stream.client import Client
 from statemodel.stream.config import Config
+from statemodel.target import shared as shared_server
 from statemodel.target.base import scripted_chunks
 from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, REAL_TIME_MAX_ADVANCE, ProxyFront
+
+#: What a URL's fragment may say about the server (it never reaches the server).
+FRAGMENT_OPTIONS = ("expiry_after", "shared")
+
 
 def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
     """``(tls, host, port, host_header, resource, options)`` of a ws:// or wss:// URL.
 
-    ``options`` come from the fragment (``#expiry_after=50``), which never reaches the server.
+    ``options`` come from the fragment (``#expiry_after=50&shared=1``), which never reaches
+    the server.
     """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
@@ -45,8 +54,16 @@ def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
         resource += "?" + parts.query
     options: dict[str, float] = {}
     for key, value in urllib.parse.parse_qsl(parts.fragment, keep_blank_values=True):
-        if key != "expiry_after":
-            raise ValueError(f"external target {url!r}: unknown option #{key}= (known: expiry_after)")
+        if key not in FRAGMENT_OPTIONS:
+            raise ValueError(f"external target {url!r}: unknown option #{key}= (known: {', '.join(FRAGMENT_OPTIONS)})")
+        if key in options:
+            raise ValueError(f"external target {url!r}: #{key}= given twice")
+        if key == "shared":
+            if value not in ("0", "1"):
+                raise ValueError(f"external target {url!r}: #shared is 1 (others use the server too) or 0, "
+                                 f"got {value!r}")
+            options[key] = float(value)
+            continue
         try:
             options[key] = float(value)
         except ValueError:
@@ -73,6 +90,7 @@ class ExternalTarget:
         self.url = options.target
         self.tls, self.host, self.port, self.host_header, self.resource, extra = parse_ws_url(self.url)
         self._expiry_after = extra.get("expiry_after", math.inf)
+        self.shared = bool(extra.get("shared", 0))
         self.config = replace(config, mutants=frozenset(options.mutants))
         self.seed = seed
         self.connect_timeout = connect_timeout
@@ -128,6 +146,13 @@ class ExternalTarget:
         """Infinite unless the URL says ``#expiry_after=SECONDS``: an unknown server's reset is
         never excused by a long outage we cannot prove it was allowed to expire."""
         return self._expiry_after
+
+    def may_have_shed(self, down_for: float, closes: Sequence[int | None]) -> bool:
+        """Optional (``Target``): with ``#shared=1`` (set by ``statemodel fuzz --workers N``)
+        others use the server too, and the pressure they make may shed our sessions
+        (PROTOCOL.md §6): allowed once what the client saw explains it (target/shared.py).
+        Without it a reset is never excused by pressure we cannot see."""
+        return self.shared and shared_server.may_have_shed(self.config, down_for, closes)
 
     def check_bounds(self, largest_message: int) -> None:
         """The server's buffers are out of sight; nothing to check from here."""

@@ -56,6 +56,8 @@ def test_parse_ws_url() -> None:
         ("ws://h/#ttl=3", "unknown option #ttl"),
         ("ws://h/#expiry_after=soon", "needs seconds"),
         ("ws://h/#expiry_after=0", "must be > 0"),
+        ("ws://h/#shared=yes", "#shared is 1"),
+        ("ws://h/#shared=1&shared=0", "given twice"),
     ],
 )
 def test_bad_ws_urls_say_what_is_wrong(url: str, message: str) -> None:
@@ -66,6 +68,17 @@ def test_bad_ws_urls_say_what_is_wrong(url: str, message: str) -> None:
 def test_expiry_after_from_the_url() -> None:
     target = make_target(MachineOptions(target="ws://127.0.0.1:1/#expiry_after=42", transport="tcp"), 0)
     assert target.expiry_after() == 42.0
+
+
+def test_only_a_url_marked_shared_excuses_pressure_we_cannot_see() -> None:
+    """``#shared=1`` (what ``fuzz --workers N`` adds): a 1013 or an outage near evict_grace
+    explains a reset (target/shared.py); without it nothing does."""
+    alone = make_target(MachineOptions(target="ws://127.0.0.1:1/#expiry_after=42", transport="tcp"), 0)
+    shared = make_target(MachineOptions(target="ws://127.0.0.1:1/#expiry_after=42&shared=1", transport="tcp"), 0)
+    assert shared.shared and not alone.shared and shared.expiry_after() == 42.0
+    assert shared.may_have_shed(0.0, [1013]) and shared.may_have_shed(5.0, [1006])
+    assert not shared.may_have_shed(0.0, [1006])
+    assert not alone.may_have_shed(0.0, [1013]) and not alone.may_have_shed(5.0, [1006])
 
 
 # ---- factories -------------------------------------------------------------------------------

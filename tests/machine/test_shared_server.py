@@ -1,0 +1,150 @@
+"""A server others use too (``statemodel fuzz --workers N`` against one URL): sessions it sheds
+for pressure the machine cannot see are allowed, and only those (PROTOCOL.md §6 "Pressure").
+
+The target is the reference server on the sim (virtual time), seen as a fuzz worker sees an
+external server: the machine is not told which sessions it shed (no
+``evicted_under_pressure``), and the client's timers are the real-socket ones (dead_after
+0.4 s and close_timeout 0.5 s: together still shorter than the server's evict_grace). The server sheds a session through its own
+shedding path (``_shed``: the 1013 cut, the eviction, the resume's reset), as pressure from
+another worker's sessions would make it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import trio
+
+from statemodel.machine import MachineOptions, machine_class
+from statemodel.model import InvariantViolation
+from statemodel.net.faults import Abort, Partition
+from statemodel.stream.errors import CloseCode
+from statemodel.target.proxied import REAL_TIME_CONFIG
+from statemodel.target.reference import ReferenceTarget
+from statemodel.target.shared import EVICT_GRACE, may_have_shed, shared_url
+
+TEXT = [{"kind": "text", "seed": 1, "chars": 3}, {"kind": "text", "seed": 2, "chars": 3}]
+NOT_ALLOWED = "reset only when the protocol allows it"
+
+
+class SeenFromOutside(ReferenceTarget):
+    """The reference server as one of several fuzz workers sees it."""
+
+    evicted_under_pressure = None  # the machine cannot see inside the server
+
+    def __init__(self, options, seed: int, shared: bool) -> None:
+        super().__init__(options, seed)
+        self.config = replace(REAL_TIME_CONFIG, mutants=self.config.mutants)
+        self.shared = shared
+
+    def may_have_shed(self, down_for, closes) -> bool:  # as ExternalTarget does with #shared=1
+        return self.shared and may_have_shed(self.config, down_for, closes)
+
+    def shed(self, session_id: str) -> None:
+        """Shed the session as the server does when another worker's session waits for room."""
+        proto = self.server.proto
+        proto._shed(proto.sessions[session_id], trio.current_time())
+        self.server._dispatch()
+
+
+def machine(shared: bool, mutants=()):
+    base = machine_class(MachineOptions(mutants=frozenset(mutants)))
+
+    class Worker(base):
+        def build_target(self, seed):
+            return SeenFromOutside(self.options, seed, shared)
+
+    return Worker()
+
+
+def run(program, shared: bool, mutants=(), chunks=TEXT):
+    state = machine(shared, mutants)
+    try:
+        first = state.boot(seed=0, chunks=chunks, context=1)
+        program(state, first)
+        state.invariants_hold()
+    finally:
+        state.teardown()  # settles: everything delivered or reset as the resumes said
+    return state
+
+
+def shed_now(state, session: int = 0) -> None:
+    async def shed():
+        state.target.shed(state.handles[session].session_id)
+
+    state.run(shed)
+
+
+def cut_while_connected(state, first):
+    """Stalled while others waited for room: cut with 1013. It held only a context item
+    (the boot's data was acked), so the server ends it: the resume says session_expired."""
+    state.advance(seconds=0.2)
+    state.set_context(stream=first, value=5)
+    shed_now(state)
+    state.advance(seconds=0.5)
+
+
+def shed_while_cut_off(state, first):
+    """The client heard nothing for longer than evict_grace (its downlink partitioned, data
+    on the way), while others waited for room: whatever the 1013 met, the data is evicted
+    and the resume reports the stream lost."""
+    state.degrade(fault=Partition(direction="s2c"))
+    state.emit(stream=first, chunks=TEXT)
+    state.advance(seconds=EVICT_GRACE + 0.1)
+    shed_now(state)
+    state.heal()
+    state.advance(seconds=0.1)
+
+
+@pytest.mark.parametrize("program", [cut_while_connected, shed_while_cut_off])
+def test_a_shared_server_may_shed_a_session_and_one_worker_accepts_it(program):
+    state = run(program, shared=True)
+    stats = state.target.server.stats()
+    assert stats["shed_sessions"] == 1, stats  # it really was shed ...
+    assert state.handles[0].resumes >= 1  # ... and its resume reported it (the reset the model allowed)
+    if program is cut_while_connected:
+        assert stats["cut_sessions"] == 1 and CloseCode.TRY_AGAIN_LATER in state.handles[0].closes
+
+
+@pytest.mark.parametrize("program", [cut_while_connected, shed_while_cut_off])
+def test_without_being_told_it_is_shared_a_shed_session_is_a_failure(program):
+    """One worker alone on a server: nobody else made pressure, so no reset is excused."""
+    with pytest.raises(InvariantViolation, match=NOT_ALLOWED):
+        run(program, shared=False)
+
+
+def drop_before_anything_arrived(state, first):
+    state.drop(session=0, fault=Abort())
+    state.advance(seconds=0.1)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_server_that_resets_for_no_reason_is_caught_shared_or_not(shared):
+    """``empty_resume_is_new`` replaces a session whose client received nothing yet, after
+    a drop the client noticed at once: no 1013, no outage near evict_grace."""
+    run(drop_before_anything_arrived, shared=shared, chunks=[])  # the correct server passes
+    with pytest.raises(InvariantViolation, match=NOT_ALLOWED):
+        run(drop_before_anything_arrived, shared=shared, mutants=["empty_resume_is_new"], chunks=[])
+
+
+def test_what_a_client_saw_explains_a_shed():
+    client = REAL_TIME_CONFIG  # the server may have noticed a loss dead_after + close_timeout (0.9 s) earlier
+    lag = client.dead_after + client.close_timeout
+    assert may_have_shed(client, 0.0, [CloseCode.TRY_AGAIN_LATER])
+    assert may_have_shed(client, 0.0, [None, 1013])
+    assert not may_have_shed(client, 0.0, [1006, CloseCode.PEER_DEAD])
+    assert not may_have_shed(client, EVICT_GRACE - lag - 0.01, [1006])
+    assert may_have_shed(client, EVICT_GRACE - lag, [1006])
+
+
+def test_fuzz_workers_mark_a_ws_target_shared():
+    from statemodel.fuzz.config import FuzzConfig
+
+    assert FuzzConfig(target="ws://h:1/x", transport="tcp", workers=4).target == "ws://h:1/x#shared=1"
+    assert FuzzConfig(target="ws://h:1/x", transport="tcp", workers=1).target == "ws://h:1/x"
+    assert FuzzConfig(target="wss://h/#expiry_after=5", transport="tcp", workers=2).target == \
+        "wss://h/#expiry_after=5&shared=1"
+    assert FuzzConfig(target="ws://h/#shared=0", transport="tcp", workers=2).target == "ws://h/#shared=0"
+    assert FuzzConfig(workers=4).target == "reference"  # every worker has its own reference server
+    assert shared_url(shared_url("ws://h/")) == "ws://h/#shared=1"

@@ -139,9 +139,13 @@ def test_what_a_client_saw_explains_a_shed():
 
 
 def test_fuzz_workers_mark_a_ws_target_shared():
+    """In the target URL, the mark reaches the machine's options, every reproducer (which
+    replays with the same allowance) and the example database's namespace."""
     from statemodel.fuzz.config import FuzzConfig
+    from statemodel.fuzz.runner import options_dict
 
-    assert FuzzConfig(target="ws://h:1/x", transport="tcp", workers=4).target == "ws://h:1/x#shared=1"
+    config = FuzzConfig(target="ws://h:1/x", transport="tcp", workers=4)
+    assert config.target == "ws://h:1/x#shared=1" and options_dict(config)["target"] == config.target
     assert FuzzConfig(target="ws://h:1/x", transport="tcp", workers=1).target == "ws://h:1/x"
     assert FuzzConfig(target="wss://h/#expiry_after=5", transport="tcp", workers=2).target == \
         "wss://h/#expiry_after=5&shared=1"

@@ -1050,6 +1050,10 @@ class ServerProtocol:
         for sid in sids:
             if sid in s.open:
                 s.open.discard(sid)
+                # Stopped, it loses what it would have sent next as well: the resume must
+                # report it even when the client got every evicted item (only its acks were
+                # late), or the stream stays open on both ends with no app to answer it.
+                ep.out[sid].evicted_upto = ep.out[sid].next_seq
                 self.events.append(StreamGone(s.id, sid, "replay_evicted"))
 
     def _under_pressure(self) -> bool:

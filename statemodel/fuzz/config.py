@@ -30,7 +30,7 @@ class FuzzConfig:
         # Workers against one ws:// server share it: one worker's sessions may be shed for
         # another's pressure (PROTOCOL.md §6), which the target allows only when told
         # (``#shared=1``). The URL carries it into reproducers and the database namespace.
-        if self.workers > 1 and self.target.startswith(("ws://", "wss://")):
+        if self.workers > 1 and self.target.lower().startswith(("ws://", "wss://")):
             from statemodel.target.shared import shared_url
 
             object.__setattr__(self, "target", shared_url(self.target))

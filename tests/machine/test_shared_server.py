@@ -167,5 +167,6 @@ def test_fuzz_workers_mark_a_ws_target_shared():
     assert FuzzConfig(target="wss://h/#expiry_after=5", transport="tcp", workers=2).target == \
         "wss://h/#expiry_after=5&shared=1"
     assert FuzzConfig(target="ws://h/#shared=0", transport="tcp", workers=2).target == "ws://h/#shared=0"
+    assert FuzzConfig(target="WSS://h/", transport="tcp", workers=2).target == "WSS://h/#shared=1"
     assert FuzzConfig(workers=4).target == "reference"  # every worker has its own reference server
     assert shared_url(shared_url("ws://h/")) == "ws://h/#shared=1"

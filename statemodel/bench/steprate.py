@@ -6,11 +6,15 @@ meaningful on any host; absolute numbers are not. Steps are counted by the machi
 themselves (one per rule call).
 
 Usage: ``python -m statemodel.bench.steprate [seconds]``; ``... steprate fixed [seeds]``: the
-CPU cost per step of a fixed StreamMachine workload (`fixed_work`).
+CPU cost per step of a fixed StreamMachine workload (`fixed_work`); ``... steprate compare
+TREE,TREE[,...] [rounds]``: that cost for several source trees side by side (`compare_trees`).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
 import sys
 import time
 
@@ -20,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from statemodel.bridge import TrioStateMachine
 
-__all__ = ["fixed_work", "measure", "measure_machine"]
+__all__ = ["compare_trees", "fixed_work", "measure", "measure_machine"]
 
 _SETTINGS = settings(
     max_examples=20,
@@ -171,19 +175,90 @@ def measure_machine(seconds: float = 10.0, seed: int = 0, rounds: int = 3) -> di
     return {"bare": bare, "stream": stream, "ratio": stream["steps_per_s"] / bare["steps_per_s"], "rounds": rounds}
 
 
+def _fixed_config():
+    from hypothesis import HealthCheck
+
+    return settings(max_examples=5, database=None, phases=[Phase.generate], deadline=None,
+                    stateful_step_count=40, suppress_health_check=list(HealthCheck), print_blob=False)
+
+
+# One tree's side of `compare_trees`, run with ``python -c`` and that tree first on sys.path, so
+# any checkout since `fixed_work` (session 8) can be measured, one from before this tool too:
+# for each seed read from stdin,
+# the CPU seconds and steps of that seed of the fixed work (as `fixed_work` runs it).
+_WORKER = """
+import sys, time
+from hypothesis import HealthCheck, Phase, settings, seed
+from hypothesis.stateful import run_state_machine_as_test
+from statemodel.bench.steprate import _counting
+from statemodel.machine import MachineOptions, machine_class
+
+Counted = _counting(machine_class(MachineOptions()))
+config = settings(max_examples=5, database=None, phases=[Phase.generate], deadline=None,
+                  stateful_step_count=40, suppress_health_check=list(HealthCheck), print_blob=False)
+
+def one(s):
+    checks, examples = Counted.checks, Counted.examples
+    start = time.process_time()
+    try:
+        run_state_machine_as_test(seed(s)(Counted), settings=config)
+    except Exception:
+        pass
+    return time.process_time() - start, (Counted.checks - checks) - (Counted.examples - examples)
+
+one(1000)
+for line in sys.stdin:
+    print(*one(int(line)), flush=True)
+"""
+
+
+def compare_trees(trees: list[str], rounds: int = 5, seeds: int = 10) -> dict:
+    """CPU ms per step of the fixed work for each source tree (a checkout's root), measured side
+    by side: one worker process per tree (``PYTHONPATH=tree``), seed by seed, the order
+    rotating every seed, and each seed's *minimum* over ``rounds`` kept. A neighbour's load
+    only ever adds CPU time (cache, a shared core), so the minimum is the figure it spoils
+    least: two workers of the same tree agreed within 1.8-2.6% at load 2-3, where whole runs of
+    `fixed_work` scattered by +-20% (BENCHMARKS.md, session 11). ``ratio`` is each tree's
+    figure over the first tree's."""
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.abspath(tree), env=dict(os.environ, PYTHONPATH=os.path.abspath(tree)))
+             for tree in trees]
+    best: list[dict[int, float]] = [{} for _ in trees]
+    steps: list[dict[int, int]] = [{} for _ in trees]
+    try:
+        for r in range(rounds):
+            for s in range(seeds):
+                for j in range(len(trees)):
+                    i = (j + r + s) % len(trees)
+                    procs[i].stdin.write(f"{s}\n")
+                    procs[i].stdin.flush()
+                    line = procs[i].stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"the worker for {trees[i]} ended early (exit {procs[i].wait()})")
+                    cpu, n = line.split()
+                    best[i][s] = min(best[i].get(s, math.inf), float(cpu))
+                    steps[i][s] = int(n)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+    per_step = [1000 * sum(b.values()) / sum(n.values()) for b, n in zip(best, steps)]
+    return {"trees": [{"tree": t, "steps": sum(n.values()), "ms_per_step": m, "ratio": m / per_step[0]}
+                      for t, n, m in zip(trees, steps, per_step)],
+            "rounds": rounds, "seeds": seeds}
+
+
 def fixed_work(seeds: int = 10) -> dict:
     """CPU time of the same ``StreamMachine`` work every time: seeds ``0..seeds-1``, 5 examples
     each, 40 steps, generate phase only (as ``measure_machine`` runs it). The work is fixed and
     only its CPU cost is read, so a neighbour's load moves it far less than steps/s; compare
     two trees by alternating runs of this (BENCHMARKS.md, session 8)."""
-    from hypothesis import HealthCheck
     from hypothesis import seed as hseed
 
     from statemodel.machine import MachineOptions, machine_class
 
     counted = _counting(machine_class(MachineOptions()))
-    config = settings(max_examples=5, database=None, phases=[Phase.generate], deadline=None,
-                      stateful_step_count=40, suppress_health_check=list(HealthCheck), print_blob=False)
+    config = _fixed_config()
     failures = 0
     start = time.process_time()
     for s in range(seeds):
@@ -199,6 +274,12 @@ def fixed_work(seeds: int = 10) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "compare":
+        r = compare_trees(args[1].split(","), int(args[2]) if len(args) > 2 else 5)
+        for t in r["trees"]:
+            print(f"{t['tree']}: {t['steps']} steps, {t['ms_per_step']:.3f} CPU ms/step (per-seed minimum of "
+                  f"{r['rounds']}), ratio {t['ratio']:.3f}")
+        return 0
     if args and args[0] == "fixed":
         fixed_work(1)  # imports and first-use caches out of the figure
         r = fixed_work(int(args[1]) if len(args) > 1 else 10)

@@ -35,6 +35,7 @@ from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resu
 from statemodel.stream.errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset
 from statemodel.stream.frames import Frame, encode
 from statemodel.target import make_target, stall
+from statemodel.target.quiet import quiet_or
 from statemodel.strategies.faults import degrade_faults, drop_faults
 from statemodel.strategies.payloads import burst_specs, chunk_specs
 from statemodel.target.reference import BASE_LATENCY
@@ -293,10 +294,19 @@ class StreamMachine(TrioStateMachine):
 
         async def job():
             result = await async_fn(*args)
-            await timers.sleep(STEP)
+            await self._world_turn()
             return result
 
         return self.run(job)
+
+    async def _world_turn(self) -> None:
+        """STEP for the world after a rule. On the real clock it ends early once the run is
+        idle and the target has nothing in flight (target/quiet.py); the sim's is unchanged."""
+        if not self.real_time:
+            await timers.sleep(STEP)
+            return
+        in_flight = getattr(self.target, "in_flight", None)
+        await quiet_or(STEP, in_flight if in_flight is not None else (lambda: True))
 
     def stall_meter(self):
         """The host's starvation meter on the real clock (stall.py); None on the sim, whose
@@ -664,7 +674,7 @@ class StreamMachine(TrioStateMachine):
     def _command(self, handle: StreamHandle, command: dict) -> None:
         self.model.command(handle.key, command, self._now())
         handle.outbox.send_nowait(command)
-        self.run(timers.sleep, STEP)
+        self.run(self._world_turn)
 
     @rule(stream=streams, chunks=st.lists(chunk_specs(), min_size=1, max_size=3), drop=st.booleans())
     @recorded
@@ -798,7 +808,7 @@ class StreamMachine(TrioStateMachine):
             self.run(self._go_offline, stream.session)
         self.model.cancel(stream.key, self._now())
         stream.outbox.send_nowait("cancel")
-        self.run(timers.sleep, STEP)
+        self.run(self._world_turn)
         if offline:
             self._judge_then_settle()
 
@@ -1022,7 +1032,7 @@ class StreamMachine(TrioStateMachine):
         """A slow consumer: the application stops reading this stream until resumed."""
         if stream.paused is not None and stream.paused.is_set():
             stream.paused = trio.Event()
-        self.run(timers.sleep, STEP)
+        self.run(self._world_turn)
 
     @precondition(lambda self: any(h.paused is not None and not h.paused.is_set()
                                    for s in self.handles for h in s.streams))
@@ -1034,7 +1044,7 @@ class StreamMachine(TrioStateMachine):
             for h in s.streams:
                 if h.paused is not None:
                     h.paused.set()
-        self.run(timers.sleep, STEP)
+        self.run(self._world_turn)
 
     # ---- faults ----------------------------------------------------------------------------
     @rule(session=SESSION, fault=drop_faults())
@@ -1334,7 +1344,7 @@ class StreamMachine(TrioStateMachine):
             handle.gate = None
         self._note("net", "rogue", f"resume of session {handle.index} at {deadline} deadline {ticks:+d} ms: {verdict}")
         event(f"expire_edge: {verdict}")
-        self.run(timers.sleep, STEP)
+        self.run(self._world_turn)
         self._raise_violation()
 
     async def _expire_edge(self, handle: SessionHandle, resume: dict, config, deadline: str, ticks: int) -> str:

@@ -319,6 +319,10 @@ class NetnsNetwork:
                 keep.append((chain, target, spec))
         self._rules = keep
 
+    def losing(self) -> bool:
+        """A packet-loss rule is in force: a dropped segment is still on its way (TCP resends it)."""
+        return any(chain == "SM_DEGRADE" and "statistic" in spec for chain, _, spec in self._rules)
+
     def rule_counters(self) -> dict[str, int]:
         """Packets matched per rule in our chains (``iptables -L -v -x``), for tests."""
         out = {}

@@ -28,7 +28,9 @@ class Target(Protocol):
 
     Optional: ``settling()``, a context manager the machine holds while it settles (it heals
     first, then waits for recovery): the proxied real-time targets heal without their base
-    latency there, which only keeps frames in flight across rules."""
+    latency there, which only keeps frames in flight across rules. ``in_flight()``: True while
+    the network holds bytes for later delivery; on the real clock the machine's slice after a
+    rule then ends once the run is idle and nothing is in flight (quiet.py), else it is whole."""
 
     can_restart: bool
     max_advance: float  # the longest wait one `advance` rule may take (real-time targets keep it short)

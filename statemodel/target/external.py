@@ -133,6 +133,10 @@ class ExternalTarget:
     def heal(self) -> None:
         self.front.heal()
 
+    def in_flight(self) -> bool:
+        """Optional (``Target``, quiet.py): bytes the proxy holds for later delivery."""
+        return self.front.in_flight()
+
     def settling(self) -> contextlib.AbstractContextManager:
         """Optional (``Target``): the network while the machine settles (ProxyFront.settling)."""
         return self.front.settling()

@@ -152,6 +152,10 @@ class LoopbackReferenceTarget(ReferenceTarget):
         if self.kernel is not None:
             self.kernel.heal()
 
+    def in_flight(self) -> bool:
+        """Optional (``Target``, quiet.py): bytes the proxy delays, or a segment netns lost that TCP resends."""
+        return (self.front is not None and self.front.in_flight()) or (self.kernel is not None and self.kernel.losing())
+
     def settling(self) -> contextlib.AbstractContextManager:
         """The network while the machine settles (ProxyFront.settling); the sim's stays as it is."""
         return self.front.settling() if self.front is not None else contextlib.nullcontext()

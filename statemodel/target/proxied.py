@@ -155,6 +155,15 @@ class ProxyFront:
         self.net.apply(fault, link)
         return True
 
+    def in_flight(self) -> bool:
+        """Some live link holds bytes for delivery later (latency, a bandwidth cap): the world
+        is not done moving. Bytes a clog or partition holds wait for a heal, not for time."""
+        for link_id in self.net.links:
+            link = self.net.link(link_id)
+            if link.c2s.queue or link.s2c.queue:
+                return True
+        return False
+
     def heal(self) -> None:
         self.net.heal()
         if self.base_latency is not None and not self._settling:

@@ -210,3 +210,25 @@ def test_a_connection_from_inside_the_namespace_goes_around_veth_faults():
         assert await read_exactly(inside, 5) == b"still"
 
     with_echo_server(body)
+
+
+def test_heal_lifts_every_degrade_rule_even_one_already_gone():
+    """Rules go in and out in one ``iptables-restore`` each (a process costs milliseconds,
+    and a boot made sixteen). One transaction is all or none: a rule deleted behind our back
+    must not keep the others in force (heal falls back to one delete each)."""
+    with NetnsNetwork() as net:
+        net.apply(F.Partition(direction="c2s"))
+        net.apply(F.PacketLoss(direction="both", probability=0.5))
+        net.apply(F.Clog(direction="s2c"))
+        degrade = [k for k in net.rule_counters() if k.startswith("SM_DEGRADE")]
+        assert len(degrade) == 4, degrade  # one rule per direction: 1 + 2 + 1
+        net.heal()
+        assert not [k for k in net.rule_counters() if k.startswith("SM_DEGRADE")]
+
+        net.apply(F.Partition())
+        net.apply(F.Clog(direction="c2s"))
+        chain, _, spec = net._rules[0]
+        subprocess.run(["ip", "netns", "exec", net.name, "iptables", "-D", chain, *spec], check=True, timeout=10)
+        net.heal()
+        assert not [k for k in net.rule_counters() if k.startswith("SM_DEGRADE")]
+        assert net._rules == []

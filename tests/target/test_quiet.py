@@ -100,3 +100,33 @@ def test_the_proxy_reports_delayed_bytes_in_flight_and_held_ones_not() -> None:
         return seen
 
     assert run(main) == [False, True, False, False]
+
+
+def test_the_real_clock_machine_ends_its_turns_by_quiet_or_and_the_sim_keeps_its_sleep(monkeypatch) -> None:
+    """The wiring: on tcp every step's turn goes through quiet_or with the target's in_flight;
+    on the sim none does (its trace is pinned by the clean runs)."""
+    import statemodel.machine.stream_machine as SM
+    from statemodel.machine import MachineOptions, machine_class
+
+    calls = []
+    real = SM.quiet_or
+
+    async def recording(bound, in_flight, *args, **kwargs):
+        calls.append((bound, in_flight))
+        return await real(bound, in_flight, *args, **kwargs)
+
+    monkeypatch.setattr(SM, "quiet_or", recording)
+    for transport in ("sim", "tcp"):
+        state = machine_class(MachineOptions(transport=transport))()
+        try:
+            state.boot(seed=1, chunks=[], context=0)
+            calls.clear()
+            state.degrade(fault=F.Latency(seconds=0.001))
+            state.heal()
+            if transport == "sim":
+                assert calls == []
+            else:
+                assert [bound for bound, _ in calls] == [SM.STEP, SM.STEP]
+                assert all(in_flight == state.target.in_flight for _, in_flight in calls)
+        finally:
+            state.teardown()

@@ -134,8 +134,11 @@ class ExternalTarget:
         self.front.heal()
 
     def in_flight(self) -> bool:
-        """Optional (``Target``, quiet.py): bytes the proxy holds for later delivery."""
-        return self.front.in_flight()
+        """Optional (``Target``, quiet.py): always True, so every step keeps its whole slice.
+        The server runs in another process: this run idle with nothing held in the proxy does
+        not mean it is done (it may still be working on its answer, say the next tokens), and
+        ending the slice there would move a drop from the answer in flight to before it."""
+        return True
 
     def settling(self) -> contextlib.AbstractContextManager:
         """Optional (``Target``): the network while the machine settles (ProxyFront.settling)."""

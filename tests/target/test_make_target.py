@@ -194,3 +194,10 @@ def test_the_reference_target_runs_on_every_transport_it_lists() -> None:
     else:
         check_target(MachineOptions(transport="netns"))
         assert isinstance(make_target(MachineOptions(transport="netns"), 0), LoopbackReferenceTarget)
+
+
+def test_an_external_server_keeps_every_steps_whole_slice() -> None:
+    """Its server runs in another process: the tester cannot see it still working on an
+    answer, so the slice after a step never ends early for being idle here (quiet.py)."""
+    target = make_target(MachineOptions(target="ws://127.0.0.1:1/", transport="tcp"), 0)
+    assert target.in_flight() is True

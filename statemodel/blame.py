@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import traceback
 
+DETAIL_CHARS = 400  # of a Hypothesis error's detail lines, kept in its one-line message
 REPORT = "report it to the statemodel maintainers with the seed, the command and this message"
 ADVICE = {
     "Hypothesis": ("Nothing in the target needs fixing for it. Run the same command again (same "
@@ -100,11 +101,16 @@ def where(exc: BaseException) -> str:
 
 def tester_message(exc: BaseException, why: str = "") -> str:
     """One line for the summary's errors: what broke, that it is not the target, what to do."""
+    from hypothesis.errors import HypothesisException
+
     exc = leaf(exc)
     if isinstance(exc, TesterError):
         return str(exc)  # said so where it was found
     lines = str(exc).strip().splitlines()
     what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    detail = " ".join(line.strip() for line in lines[1:] if line.strip())
+    if detail and isinstance(exc, HypothesisException):  # what differed, say ("forced to 3 ...")
+        what += f" [{detail if len(detail) <= DETAIL_CHARS else detail[:DETAIL_CHARS] + '...'}]"
     return (f"tester error, not a failure of the target: {possessive(tester_fault(exc) or 'the tester')} "
             f"own {what} (at {where(exc)}){': ' + why if why else ''}. "
             f"{ADVICE.get(tester_fault(exc) or '', ADVICE['statemodel'])}")

@@ -131,14 +131,28 @@ class Phases:
         # The tester's own error (statemodel.blame), raised inside an example: Hypothesis would
         # shrink it as it does the target's failures; the batch ends at the next example instead.
         self.tester: BaseException | None = None
+        self.tester_step = ""  # where in its example, for whoever hunts its cause
 
     def failed(self, exc: BaseException, recorder) -> None:
         if self.kind == "generate" and tester_fault(exc):
-            self.tester = self.tester or exc
+            if self.tester is None:
+                self.tester, self.tester_step = exc, _where_in_example(recorder)
         elif self.kind == "generate":
             self.kind = "shrink"
             self.shrink_started = time.monotonic()
             self.title = failure_record(exc, recorder)["title"]
+
+
+def _where_in_example(recorder) -> str:
+    """``in or right after step 12 of its example, drop(session=0, fault=Abort())``: a tester
+    error seen inside an example is not shrunk (Phases), so this is all the report says of
+    where (Hypothesis raises while running a rule or while choosing the next one)."""
+    steps = getattr(recorder, "steps", None)
+    if not steps:
+        return "before its example's first step"
+    last = steps[-1]
+    args = ", ".join(f"{k}={v}" for k, v in last["args"].items())
+    return f"in or right after step {len(steps)} of its example, {last['rule']}({args})"
 
 
 def _observe(machine, phases: Phases):
@@ -320,6 +334,8 @@ def run_worker(
                            "precondition or bundle depends on timing, not on the program (a bug of "
                            "the state machine)" if isinstance(raised, FlakyStrategyDefinition) else "")
                     ours_msg = tester_message(raised, why)
+                    if raised is phases.tester and phases.tester_step:
+                        ours_msg += f" It was raised {phases.tester_step}."
                 else:
                     blamed = [(f, tester_fault(f[0])) for f in failures]
                     ours = [f for f, whose in blamed if whose]

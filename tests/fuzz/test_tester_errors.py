@@ -7,6 +7,7 @@ bug in their server that is not there."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -49,6 +50,8 @@ def test_a_flaky_strategy_definition_is_a_tester_error_that_says_what_to_do(monk
     assert message.startswith(f"batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition: "
                               "Inconsistent data")
     assert "precondition or bundle depends on timing" in message and WHAT_TO_DO in message
+    # Hypothesis' detail, what differed between the two runs: the lead to the cause
+    assert "Is your data generation depending on external state? [The second run stopped drawing earlier" in message
     record = failure_record(seen[0])
     assert record["invariant"] != UNHANDLED and record["tester"] == "Hypothesis"
     assert record["title"].startswith("tester error (Hypothesis' own, not the target's) at datatree.py:")
@@ -175,6 +178,9 @@ def test_a_tester_error_is_not_shrunk_nor_announced_as_found() -> None:
     assert result.failures == [] and result.shrink_runs == 0 and result.shrink_seconds == 0
     assert [e.split(":", 1)[0] for e in result.tester_errors] == ["batch 0 (seed 1)"]
     assert f"{NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in result.tester_errors[0]
+    # not shrunk, so the report says where in its example it was raised (the rule that raised)
+    assert re.search(r" It was raised in or right after step \d+ of its example, step\(x=[0-3]\)\.$",
+                     result.tester_errors[0])
     assert not any(s.get("phase") in ("shrink", "replay") for s in snapshots)
     printed = out.getvalue()
     assert "FOUND" not in printed and "shrinking" not in printed

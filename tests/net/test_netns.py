@@ -232,3 +232,31 @@ def test_heal_lifts_every_degrade_rule_even_one_already_gone():
         net.heal()
         assert not [k for k in net.rule_counters() if k.startswith("SM_DEGRADE")]
         assert net._rules == []
+
+
+def test_a_dial_into_a_partition_goes_again_when_a_heal_lifts_it():
+    """The kernel resends a SYN a partition dropped only after its retransmission timeout (1 s,
+    then 3 s): a proxy leg dialled during a partition stayed down that long after the heal
+    (30-40 s of a 90 s netns fuzz run). A heal that lifts a rule now dials again at once: one
+    redial, and the connection it makes is the one returned."""
+
+    async def body(net):
+        net.apply(F.Partition())
+        got = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _append(got, net.connect(timeout=20)))
+            with trio.fail_after(10):  # bounded: until the partition has dropped the first SYN
+                while sum(net.rule_counters().values()) == 0:
+                    await trio.sleep(0.01)
+            assert not got
+            net.heal()
+        assert len(got) == 1 and net.links == [0]
+        assert [e.detail for e in net.trace.of_kind("redial")] == ["a heal lifted a rule mid-connect"]
+        await got[0].send_all(b"up")
+        assert await read_exactly(got[0], 2) == b"up"
+
+    with_echo_server(body)
+
+
+async def _append(into: list, awaitable) -> None:
+    into.append(await awaitable)

@@ -104,7 +104,10 @@ def print_failures(result, report_dir) -> None:
             print(f"  after step {inv['step']} of the program below")
         if len(group) > 1:
             print(f"  same root cause found {len(group)} times (the others: summary.json, failure-{n}/trace.json)")
-        if failure.reproduced is False:
+        if failure.unreplayable:
+            print(f"  warning: {failure.unreplayable} No program to re-run: run the same command "
+                  f"again to see how often it recurs.")
+        elif failure.reproduced is False:
             print("  warning: re-running the shrunk program did not fail the same way (flaky?)")
         elif failure.replay_matches is False and result.config.transport == "sim":
             print("  warning: re-running the program recorded something else than Hypothesis' run of it "
@@ -114,8 +117,10 @@ def print_failures(result, report_dir) -> None:
             print("  note: not shrunk (--shrink-budget 0)" if budget == 0 else
                   f"  note: shrinking stopped after its {budget:g} s budget; a longer --shrink-budget "
                   f"may give a shorter program")
-        if report_dir is not None:
+        if report_dir is not None and failure.program:
             print(f"  reproducer: {report_dir / f'failure-{n}' / 'repro_test.py'}")
+        elif report_dir is not None:  # nothing replays: no repro_test.py is written
+            print(f"  report: {report_dir / f'failure-{n}'} (trace.json; no reproducer without a program)")
         if failure.program:
             print("  " + failure.program.replace("\n", "\n  "))
 

@@ -64,6 +64,8 @@ class Failure:
     # Did re-running the program record exactly what Hypothesis' own final replay recorded?
     # (None: not compared.) On the sim anything but True is a determinism bug.
     replay_matches: bool | None = None
+    # Why there is no program (Hypothesis could not replay the failure: it depends on timing)
+    unreplayable: str | None = None
 
     def key(self) -> tuple:
         return (self.error_type, self.message, self.program)

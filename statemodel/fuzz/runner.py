@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import sys
 import time
+import traceback
 from typing import Callable
 
 from hypothesis import Phase
@@ -132,6 +133,9 @@ class Phases:
         # shrink it as it does the target's failures; the batch ends at the next example instead.
         self.tester: BaseException | None = None
         self.tester_step = ""  # where in its example, for whoever hunts its cause
+        # The target's first failure and where it was seen: over real sockets its re-runs may
+        # fail at another step, and Hypothesis then raises only FlakyStrategyDefinition.
+        self.first: tuple[BaseException, str] | None = None
 
     def failed(self, exc: BaseException, recorder) -> None:
         if self.kind == "generate" and tester_fault(exc):
@@ -141,6 +145,7 @@ class Phases:
             self.kind = "shrink"
             self.shrink_started = time.monotonic()
             self.title = failure_record(exc, recorder)["title"]
+            self.first = (exc, _where_in_example(recorder) if recorder is not None else "")
 
 
 def _where_in_example(recorder) -> str:
@@ -323,7 +328,8 @@ def run_worker(
                                 f"no longer fails when replayed (a flaky failure?)")
                 break
             if raised is not None:
-                failures = extract_failures(raised) or unreplayable_failures(raised)
+                failures = (extract_failures(raised) or unreplayable_failures(raised)
+                            or timing_failures(raised, phases))
                 if not failures and not tester_fault(raised):
                     raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
                 # The tester's own error (Hypothesis', statemodel's), alone or raised inside an
@@ -432,8 +438,50 @@ def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, 
         if isinstance(e, BaseExceptionGroup):
             todo.extend(reversed(e.exceptions))
         elif not isinstance(e, Flaky):
+            if not any(n.startswith("(Hypothesis could not replay") for n in getattr(e, "__notes__", ())):
+                e.add_note("(Hypothesis could not replay this failure: re-running the same choices did not "
+                           "fail, so it depends on timing.)")
             leaves.append((e, "", None))
     return leaves
+
+
+def timing_failures(exc: BaseException, phases: Phases) -> list[tuple[BaseException, str, None]]:
+    """The target's failures behind a bare ``FlakyStrategyDefinition``.
+
+    A stateful test draws at every step, so when a re-run of a failing example's choices
+    fails at an *earlier* step ("stopped drawing earlier") or at a later one ("drew more
+    data"), Hypothesis' data tree raises that, not ``FlakyFailure``, with the re-run's
+    failure as its ``__context__``. Over real sockets that is a failure that depends on
+    timing: the target failed (once or twice), and calling it the state machine's error told
+    the user their server needed nothing. Reported without a program (none replays); only a
+    ``FlakyStrategyDefinition`` with no failure of the target behind it stays a tester error."""
+    from hypothesis.errors import Flaky
+
+    flaky = exc if isinstance(exc, FlakyStrategyDefinition) else None
+    if flaky is None and isinstance(exc, BaseExceptionGroup):
+        match, _ = exc.split(FlakyStrategyDefinition)
+        flaky = _first_leaf(match) if match is not None else None
+    if flaky is None:
+        return []
+    seen = [phases.first] if phases.first is not None else []
+    context = flaky.__context__
+    if context is not None and not isinstance(context, (Flaky, *NOT_FAILURES)) and not tester_fault(context):
+        seen.append((context, "when Hypothesis re-ran the example's choices"))
+    out, keys = [], set()
+    for failure, where in seen:
+        if error_summary(failure) in keys:
+            continue
+        keys.add(error_summary(failure))
+        failure.add_note(f"(Hypothesis could not replay this failure: re-running the same choices failed at "
+                         f"another step, or not at all, so it depends on timing." + (f" Seen {where}.)" if where else ")"))
+        out.append((failure, "", None))
+    return out
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
 
 
 def describe_failure(exc, program, blob, loaded: LoadedMachine, config: FuzzConfig, worker: int,
@@ -449,6 +497,13 @@ def describe_failure(exc, program, blob, loaded: LoadedMachine, config: FuzzConf
     )
     # Re-run the shrunk program outside Hypothesis: proves it reproduces and records it.
     recorder = None
+    if not program:  # Hypothesis could not replay it (unreplayable_failures, timing_failures)
+        failure.reproduced = False
+        failure.unreplayable = next((n.strip("()") for n in getattr(exc, "__notes__", ())
+                                     if n.startswith("(Hypothesis could not replay")), None)
+        failure.traceback = "".join(traceback.format_exception(exc))
+        failure.invariant = failure_record(exc)
+        return failure
     try:
         options = build_options(loaded, config.target, config.transport, config.mutants, record=True)
         outcome = run_program(loaded.machine_class(options), program)

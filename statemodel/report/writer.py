@@ -42,6 +42,7 @@ def failure_trace(failure: Failure, duplicates: list[Failure] = ()) -> dict:
         "program": failure.program,
         "blob": list(failure.blob) if failure.blob else None,
         "reproduced": failure.reproduced,
+        "unreplayable": failure.unreplayable,
         "traceback": failure.traceback,
         "recording": rec,
         "recording_digest": hashlib.sha256(canonical(rec).encode()).hexdigest() if rec else None,

@@ -107,6 +107,9 @@ def print_failures(result, report_dir) -> None:
         if failure.unreplayable:
             print(f"  warning: {failure.unreplayable} No program to re-run: run the same command "
                   f"again to see how often it recurs.")
+            if result.config.transport == "sim":
+                print("  (on the sim every failure replays: this one is also a determinism bug of statemodel "
+                      "or of the machine; please report it)")
         elif failure.reproduced is False:
             print("  warning: re-running the shrunk program did not fail the same way (flaky?)")
         elif failure.replay_matches is False and result.config.transport == "sim":

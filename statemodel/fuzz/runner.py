@@ -323,13 +323,18 @@ def run_worker(
                 result.note = str(raised)
                 break
             final = Recorder.last if Recorder.last is not None and Recorder.last.kind == "replay" else None
-            if raised is None and phases.shrink_started is not None:
+            if raised is None and phases.shrink_started is not None and phases.first is None:
                 result.error = (f"found {phases.title}, but the smallest program the shrinker saved "
                                 f"no longer fails when replayed (a flaky failure?)")
                 break
+            if raised is None and phases.shrink_started is not None:
+                # The target failed, and the program saved while shrinking passed when replayed:
+                # a failure that depends on timing is still the target's (timing_failures).
+                raised = _unreplayable(*phases.first, "the program saved while shrinking did not fail when "
+                                                      "re-run")
             if raised is not None:
                 failures = (extract_failures(raised) or unreplayable_failures(raised)
-                            or timing_failures(raised, phases))
+                            or timing_failures(raised, phases) or _noted_failure(raised))
                 if not failures and not tester_fault(raised):
                     raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
                 # The tester's own error (Hypothesis', statemodel's), alone or raised inside an
@@ -438,9 +443,8 @@ def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, 
         if isinstance(e, BaseExceptionGroup):
             todo.extend(reversed(e.exceptions))
         elif not isinstance(e, Flaky):
-            if not any(n.startswith("(Hypothesis could not replay") for n in getattr(e, "__notes__", ())):
-                e.add_note("(Hypothesis could not replay this failure: re-running the same choices did not "
-                           "fail, so it depends on timing.)")
+            if not _noted(e):
+                _unreplayable(e, "", "re-running the same choices did not fail")
             leaves.append((e, "", None))
     return leaves
 
@@ -472,10 +476,25 @@ def timing_failures(exc: BaseException, phases: Phases) -> list[tuple[BaseExcept
         if error_summary(failure) in keys:
             continue
         keys.add(error_summary(failure))
-        failure.add_note(f"(Hypothesis could not replay this failure: re-running the same choices failed at "
-                         f"another step, or not at all, so it depends on timing." + (f" Seen {where}.)" if where else ")"))
-        out.append((failure, "", None))
+        out.append((_unreplayable(failure, where, "re-running the same choices failed at another step, or not "
+                                                  "at all"), "", None))
     return out
+
+
+def _unreplayable(failure: BaseException, where: str, how: str) -> BaseException:
+    """``failure``, noted as one Hypothesis could not replay (``Failure.unreplayable``)."""
+    failure.add_note(f"(Hypothesis could not replay this failure: {how}, so it depends on timing."
+                     + (f" Seen {where}.)" if where else ")"))
+    return failure
+
+
+def _noted_failure(exc: BaseException) -> list[tuple[BaseException, str, None]]:
+    """``exc`` itself when ``_unreplayable`` noted it (the run passed on replay, above)."""
+    return [(exc, "", None)] if _noted(exc) and not tester_fault(exc) else []
+
+
+def _noted(exc: BaseException) -> bool:
+    return any(n.startswith("(Hypothesis could not replay") for n in getattr(exc, "__notes__", ()))
 
 
 def _first_leaf(group: BaseException) -> BaseException:

@@ -46,6 +46,7 @@ def test_the_user_is_told_it_is_a_timing_dependent_failure_where_it_was_seen(tmp
     assert ("warning: Hypothesis could not replay this failure: re-running the same choices failed at another "
             "step, or not at all, so it depends on timing. Seen in or right after step 3 of its example, "
             "step(x=") in out
+    assert "(on the sim every failure replays: this one is also a determinism bug" in out  # the toy runs "on the sim"
     [trace] = tmp_path.glob("**/trace.json")
     assert "depends on timing" in json.loads(trace.read_text())["unreplayable"]
     assert not list(tmp_path.glob("**/repro_test.py")) and f"report: {tmp_path / 'failure-1'} (trace.json" in out
@@ -55,3 +56,17 @@ def test_a_machine_that_draws_differently_with_no_failure_behind_it_is_still_the
     result = run(FuzzConfig(machine="flaky_machine:machine_class", seed=1, examples=300, profile="dev"))
     assert result.failures == [] and result.exit_code == 2
     assert "precondition or bundle depends on timing" in result.errors[0]
+
+
+def test_a_failure_whose_shrunk_program_passes_on_replay_is_a_failure_not_an_error(capsys) -> None:
+    """With a shrink budget (the nightly's), the program saved while shrinking is replayed; when
+    it passes, the run said "statemodel fuzz: error: ... no longer fails when replayed (a flaky
+    failure?)", exit 2, failures 0: the target's failure was dropped."""
+    timing_failure_machine.PLAN[:] = [3]
+    result = run(FuzzConfig(machine=MACHINE, seed=1, examples=50, profile="dev", shrink_budget=0))
+    assert result.errors == [] and result.exit_code == 1
+    [failure] = result.failures
+    assert failure.title == "invariant delivery is in order violated at stream 0"
+    assert failure.unreplayable == ("Hypothesis could not replay this failure: the program saved while shrinking did "
+                                    "not fail when re-run, so it depends on timing. Seen in or right after step 3 "
+                                    "of its example, step(x=0).")

@@ -323,10 +323,6 @@ def run_worker(
                 result.note = str(raised)
                 break
             final = Recorder.last if Recorder.last is not None and Recorder.last.kind == "replay" else None
-            if raised is None and phases.shrink_started is not None and phases.first is None:
-                result.error = (f"found {phases.title}, but the smallest program the shrinker saved "
-                                f"no longer fails when replayed (a flaky failure?)")
-                break
             if raised is None and phases.shrink_started is not None:
                 # The target failed, and the program saved while shrinking passed when replayed:
                 # a failure that depends on timing is still the target's (timing_failures).
@@ -334,7 +330,7 @@ def run_worker(
                                                       "re-run")
             if raised is not None:
                 failures = (extract_failures(raised) or unreplayable_failures(raised)
-                            or timing_failures(raised, phases) or _noted_failure(raised))
+                            or timing_failures(raised, phases))
                 if not failures and not tester_fault(raised):
                     raise InfrastructureError(f"{type(raised).__name__}: {raised}") from raised
                 # The tester's own error (Hypothesis', statemodel's), alone or raised inside an
@@ -423,7 +419,7 @@ def _original(exc: BaseException) -> BaseException:
         leaves = unreplayable_failures(exc)
         if leaves:
             leaf = leaves[0][0]
-            leaf.add_note(f"(Hypothesis could not replay this failure: {str(exc).splitlines()[0]})")
+            leaf.add_note(f"{_NOTE}: {str(exc).splitlines()[0]})")
             return leaf
     return exc
 
@@ -435,6 +431,8 @@ def unreplayable_failures(exc: BaseException) -> list[tuple[BaseException, str, 
     program, never dropped as an infrastructure error with zero examples counted."""
     from hypothesis.errors import Flaky
 
+    if _noted(exc) and not isinstance(exc, BaseExceptionGroup):  # a found failure that passed on replay
+        return [(exc, "", None)]
     if not (isinstance(exc, Flaky) and isinstance(exc, BaseExceptionGroup)):
         return []
     leaves, todo = [], [exc]
@@ -483,18 +481,16 @@ def timing_failures(exc: BaseException, phases: Phases) -> list[tuple[BaseExcept
 
 def _unreplayable(failure: BaseException, where: str, how: str) -> BaseException:
     """``failure``, noted as one Hypothesis could not replay (``Failure.unreplayable``)."""
-    failure.add_note(f"(Hypothesis could not replay this failure: {how}, so it depends on timing."
+    failure.add_note(f"{_NOTE}: {how}, so it depends on timing."
                      + (f" Seen {where}.)" if where else ")"))
     return failure
 
 
-def _noted_failure(exc: BaseException) -> list[tuple[BaseException, str, None]]:
-    """``exc`` itself when ``_unreplayable`` noted it (the run passed on replay, above)."""
-    return [(exc, "", None)] if _noted(exc) and not tester_fault(exc) else []
+_NOTE = "(Hypothesis could not replay this failure"
 
 
 def _noted(exc: BaseException) -> bool:
-    return any(n.startswith("(Hypothesis could not replay") for n in getattr(exc, "__notes__", ()))
+    return any(n.startswith(_NOTE) for n in getattr(exc, "__notes__", ()))
 
 
 def _first_leaf(group: BaseException) -> BaseException:
@@ -518,8 +514,7 @@ def describe_failure(exc, program, blob, loaded: LoadedMachine, config: FuzzConf
     recorder = None
     if not program:  # Hypothesis could not replay it (unreplayable_failures, timing_failures)
         failure.reproduced = False
-        failure.unreplayable = next((n.strip("()") for n in getattr(exc, "__notes__", ())
-                                     if n.startswith("(Hypothesis could not replay")), None)
+        failure.unreplayable = next((n.strip("()") for n in getattr(exc, "__notes__", ()) if n.startswith(_NOTE)), None)
         failure.traceback = "".join(traceback.format_exception(exc))
         failure.invariant = failure_record(exc)
         return failure

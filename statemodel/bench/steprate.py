@@ -6,7 +6,8 @@ meaningful on any host; absolute numbers are not. Steps are counted by the machi
 themselves (one per rule call).
 
 Usage: ``python -m statemodel.bench.steprate [seconds]``; ``... steprate fixed [seeds]``: the
-CPU cost per step of a fixed StreamMachine workload (`fixed_work`); ``... steprate compare
+CPU cost per step of a fixed StreamMachine workload (`fixed_work`); ``... steprate floor [seeds]``:
+the ratio trio-websocket alone allows (`library_floor`); ``... steprate compare
 TREE,TREE[,...] [rounds]``: that cost for several source trees side by side (`compare_trees`).
 """
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 
+import greenlet
 import trio
 from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -272,6 +274,99 @@ def fixed_work(seeds: int = 10) -> dict:
             "ms_per_step": 1000 * cpu / steps, "steps_per_cpu_second": steps / cpu}
 
 
+async def _raw_messages(count: int, chars: int) -> float:
+    """CPU seconds for ``count`` messages of ``chars`` characters, server to client (unmasked,
+    as the sim's data frames), over trio-websocket on a trio memory stream pair: the library
+    alone, no protocol, no faults, no model."""
+    import trio.testing
+    from trio_websocket import wrap_client_stream, wrap_server_stream
+
+    client_end, server_end = trio.testing.memory_stream_pair()
+    payload = "x" * chars
+    async with trio.open_nursery() as nursery:
+        accepted: list = []
+        ready = trio.Event()
+
+        async def serve() -> None:
+            request = await wrap_server_stream(nursery, server_end)
+            accepted.append(await request.accept())
+            ready.set()
+
+        nursery.start_soon(serve)
+        client = await wrap_client_stream(nursery, client_end, "bench", "/")
+        await ready.wait()
+        start = time.process_time()
+
+        async def send() -> None:
+            for _ in range(count):
+                await accepted[0].send_message(payload)
+
+        nursery.start_soon(send)
+        for _ in range(count):
+            await client.get_message()
+        cpu = time.process_time() - start
+        nursery.cancel_scope.cancel()
+    return cpu
+
+
+def library_floor(seeds: int = 3, messages: int = 2000, chars: int = 100) -> dict:
+    """The most the sim's step rate could reach against the bare machine while it runs real
+    trio-websocket, if everything else (Hypothesis' rule choice, the protocol, the model,
+    connection set-up, faults) cost nothing: the bare machine's CPU per step over the CPU of
+    the WebSocket messages one StreamMachine step sends (counted at trio-websocket's
+    ``send_message`` over `fixed_work`), each priced at the library's cheapest: a small
+    unmasked message on a memory stream (DESIGN.md §2: the sim runs the real library)."""
+    import trio.testing
+    import trio_websocket
+
+    from hypothesis import seed as hseed
+
+    counted = _counting(BareMachine)
+    start = time.process_time()
+    for s in range(10):
+        run_state_machine_as_test(hseed(s)(counted), settings=_fixed_config())
+    bare_ms = 1000 * (time.process_time() - start) / (counted.checks - counted.examples)
+
+    sent = [0]
+    real_send = trio_websocket.WebSocketConnection.send_message
+
+    async def counting_send(self, message):
+        sent[0] += 1
+        return await real_send(self, message)
+
+    # CPU inside the machines' trio loops (each runs in its own greenlet: statemodel.bridge)
+    # is the world's; the rest is the tester's: Hypothesis, rule bodies, model, invariants.
+    main, world, entered = greenlet.getcurrent(), [0.0], [None]
+
+    def on_switch(event, args):
+        if event in ("switch", "throw"):
+            origin, target = args
+            now = time.process_time()
+            if origin is not main and entered[0] is not None:
+                world[0] += now - entered[0]
+            entered[0] = now if target is not main else None
+
+    trio_websocket.WebSocketConnection.send_message = counting_send
+    previous = greenlet.settrace(on_switch)
+    try:
+        work = fixed_work(seeds)
+    finally:
+        greenlet.settrace(previous)
+        trio_websocket.WebSocketConnection.send_message = real_send
+    per_step = sent[0] / work["steps"]
+    world_ms = 1000 * world[0] / work["steps"]
+    cpu = min(trio.run(_raw_messages, messages, chars, clock=trio.testing.MockClock(autojump_threshold=0))
+              for _ in range(3))
+    message_ms = 1000 * cpu / messages
+    tester_ms = work["ms_per_step"] - world_ms
+    return {"bare_ms_per_step": bare_ms, "messages_per_step": per_step, "message_ms": message_ms,
+            "message_chars": chars, "library_ms_per_step": per_step * message_ms,
+            "stream_ms_per_step": work["ms_per_step"], "world_ms_per_step": world_ms, "tester_ms_per_step": tester_ms,
+            "ratio": bare_ms / work["ms_per_step"],
+            # if the world cost only its trio-websocket messages / if the world were free
+            "floor_ratio": bare_ms / (tester_ms + per_step * message_ms), "free_world_ratio": bare_ms / tester_ms}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "compare":
@@ -279,6 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         for t in r["trees"]:
             print(f"{t['tree']}: {t['steps']} steps, {t['ms_per_step']:.3f} CPU ms/step (per-seed minimum of "
                   f"{r['rounds']}), ratio {t['ratio']:.3f}")
+        return 0
+    if args and args[0] == "floor":
+        fixed_work(1)  # imports and first-use caches out of the figure
+        r = library_floor(int(args[1]) if len(args) > 1 else 3)
+        print(f"CPU ms a step: bare machine {r['bare_ms_per_step']:.3f}; StreamMachine {r['stream_ms_per_step']:.3f} "
+              f"(ratio {r['ratio']:.3f}) = tester {r['tester_ms_per_step']:.3f} (Hypothesis, rules, model, "
+              f"invariants) + world {r['world_ms_per_step']:.3f} (the trio loop)")
+        print(f"the world sends {r['messages_per_step']:.2f} WebSocket messages a step, each >= {r['message_ms']:.3f} ms "
+              f"in trio-websocket alone ({r['message_chars']} chars on a memory stream): "
+              f"{r['library_ms_per_step']:.3f} ms")
+        print(f"ratio if the world cost only those messages: {r['floor_ratio']:.3f}; if it were free: "
+              f"{r['free_world_ratio']:.3f}")
         return 0
     if args and args[0] == "fixed":
         fixed_work(1)  # imports and first-use caches out of the figure

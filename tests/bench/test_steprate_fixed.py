@@ -22,3 +22,19 @@ def test_compare_trees_runs_the_same_work_in_each_tree():
     first, second = result["trees"]
     assert first["steps"] == second["steps"] > 0
     assert first["ratio"] == 1.0 and second["ms_per_step"] > 0
+
+
+def test_library_floor_splits_a_step_into_tester_and_world_and_prices_the_messages():
+    """`steprate floor`: the world's share is the CPU inside the machines' trio loops, so the
+    two shares add up to the whole step, and pricing the world at its messages alone can
+    only raise the ratio (bounds, not timings: every figure comes from the same run)."""
+    import math
+
+    from statemodel.bench.steprate import library_floor
+
+    r = library_floor(seeds=1, messages=50)
+    assert r["messages_per_step"] > 1  # a step sends commands, chunks, acks, pings: counted, not assumed
+    assert r["world_ms_per_step"] > 0 and r["tester_ms_per_step"] > 0
+    assert math.isclose(r["world_ms_per_step"] + r["tester_ms_per_step"], r["stream_ms_per_step"])
+    assert r["ratio"] < r["free_world_ratio"]
+    assert r["floor_ratio"] < r["free_world_ratio"]

@@ -34,7 +34,7 @@ from statemodel.net import faults as F
 from statemodel.stream.client import Connected, Disconnected, Reconnecting, Resumed
 from statemodel.stream.errors import CloseCode, EndOfStream, SessionClosed, StreamError, StreamReset
 from statemodel.stream.frames import Frame, encode
-from statemodel.target import make_target, stall
+from statemodel.target import make_target, shared as shared_server, stall
 from statemodel.target.quiet import quiet_or
 from statemodel.strategies.faults import degrade_faults, drop_faults
 from statemodel.strategies.payloads import burst_specs, chunk_specs
@@ -174,7 +174,8 @@ class SessionHandle:
     closes: list[int | None] = field(default_factory=list)  # close code of each lost connection
     down_from: int = 0  # closes[down_from:] are those of the current outage
     up_stall: float = 0.0  # the host's starvation meter (stall.py) when it last connected
-    late_by: float = 0.0  # starvation over the connection lost: the client may have noticed that late
+    late_by: float = 0.0  # starvation that may have delayed noticing the loss (shared.StarvationLog)
+    withheld: bool = False  # a fault removes or holds the server's close frames on this connection
     connects: int = 0  # Connected statuses so far
     epochs: list[str] = field(default_factory=list)  # the server epoch at each Connected (reference client)
     resumes: int = 0  # Resumed statuses so far: messages name the resume ("resume #2 at t=1.234")
@@ -220,6 +221,8 @@ class StreamMachine(TrioStateMachine):
         self.context_counter = 0
         self.last_rule: str | None = None
         self.faulted = False  # a drop or degrade was applied since the last heal
+        self.closes_withheld = False  # a degrade removes or holds the server's close frames (shared.py)
+        self.starvation = None  # shared.StarvationLog on the real clock, for a target with may_have_shed
         self.reached: set[str] = set()  # scenario classes this example reached (coverage.py)
         self._progress: trio.Event | None = None  # set by the observers while settle waits
         self.recorder = None
@@ -260,6 +263,9 @@ class StreamMachine(TrioStateMachine):
         self.target = self.build_target(seed)
         self.model = Model(expand=self.target.expected_chunks)
         await self.target.start(self.nursery)
+        if self.real_time and getattr(self.target, "may_have_shed", None) is not None:
+            self.starvation = shared_server.StarvationLog(self.stalled)
+            self.nursery.start_soon(self.starvation.run)
         if self.recorder is not None:  # after start: a real-socket target builds its proxy there
             self.recorder.watch(self.target.net)
 
@@ -495,6 +501,7 @@ class StreamMachine(TrioStateMachine):
                     handle.session_id = status.session
                     handle.down_since = None
                     handle.up_stall = self.stalled()
+                    handle.withheld = self.closes_withheld
                     proto = self._proto(handle)
                     handle.epochs.append(proto.epoch if proto is not None and proto.session == status.session else None)
                 elif isinstance(status, Disconnected):
@@ -502,13 +509,22 @@ class StreamMachine(TrioStateMachine):
                     if handle.down_since is None:
                         handle.down_since = trio.current_time()
                         handle.down_from = len(handle.closes) - 1
-                        handle.late_by = self.stalled() - handle.up_stall
+                        handle.late_by = self._late_by(handle)
                         self._observe_drop(handle)
+                    if handle.withheld:
+                        handle.closes.append(shared_server.WITHHELD)
                 elif isinstance(status, Resumed):
                     self._resumed(handle, status, replaced)
             except InvariantViolation as exc:
                 self._violation(exc)
             self._moved()
+
+    def _late_by(self, handle: SessionHandle) -> float:
+        """Starvation that may have delayed the client's notice of the loss just reported."""
+        if self.starvation is None:  # no shared allowance to feed (or the sim: none at all)
+            return self.stalled() - handle.up_stall
+        lag = shared_server.notice_lag(handle.client.config)
+        return self.starvation.credit(trio.current_time(), lag, handle.up_stall)
 
     def _resumed(self, handle: SessionHandle, status: Resumed, replaced: bool) -> None:
         """Judge one resume's outcome directly: ``recovered`` only when nothing was lost and
@@ -1075,6 +1091,10 @@ class StreamMachine(TrioStateMachine):
         if not self.real_time:
             self.faulted = True
         self._note("net", "fault", repr(fault))
+        if shared_server.withholds_server_close(fault):  # a 1013 may go unseen (target/shared.py)
+            for handle in self.handles if session is None else [session]:
+                handle.withheld = True
+            self.closes_withheld = self.closes_withheld or session is None
         link = None if session is None else session.link
         if session is not None and link is None:
             self._note("net", "skipped", f"{fault!r}: session {session.index} has no link yet")
@@ -1091,6 +1111,7 @@ class StreamMachine(TrioStateMachine):
         self._note("net", "fault", "Heal()")
         self.target.heal()
         self.faulted = False
+        self.closes_withheld = False
 
     @rule(seconds=st.sampled_from([0.01, 0.1, 1.0, 5.0, 30.0]))
     @recorded
@@ -1453,6 +1474,7 @@ class StreamMachine(TrioStateMachine):
         self._note("net", "fault", "Heal()")
         self.target.heal()
         self.faulted = False
+        self.closes_withheld = False
         start = trio.current_time()
         # On the real clock, time a loaded host kept the run off the CPU is not the system's (stall.py).
         deadline = stall.Deadline(start, bound, self.stalled)

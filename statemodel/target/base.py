@@ -30,7 +30,19 @@ class Target(Protocol):
     first, then waits for recovery): the proxied real-time targets heal without their base
     latency there, which only keeps frames in flight across rules. ``in_flight()``: True while
     the network holds bytes for later delivery; on the real clock the machine's slice after a
-    rule then ends once the run is idle and nothing is in flight (quiet.py), else it is whole."""
+    rule then ends once the run is idle and nothing is in flight (quiet.py), else it is whole.
+
+    ``may_have_shed(down_for, closes) -> bool``: for a server that clients the machine cannot
+    see use too (other fuzz workers, other tenants), whose pressure may shed our sessions
+    (PROTOCOL.md §6): may a reset after this outage be such a shed? ``down_for``: seconds the
+    client has been without a connection (plus starvation that may have delayed its notice);
+    ``closes``: the close codes of the connections lost in the outage, with
+    ``shared.WITHHELD`` for one whose server close frames the machine's own network removed
+    or held. ``statemodel.target.shared.may_have_shed(client_config, down_for, closes)``
+    answers for PROTOCOL.md's timers. A URL target gets it from ``#shared=1`` (which
+    ``fuzz --workers N`` adds); a ``module:factory`` target is never marked (the flag lives in
+    URLs): if its server is shared, implement this member. Without it, no reset is excused by
+    pressure (tests/machine/test_shared_server.py)."""
 
     can_restart: bool
     max_advance: float  # the longest wait one `advance` rule may take (real-time targets keep it short)

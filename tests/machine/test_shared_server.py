@@ -18,11 +18,11 @@ import trio
 
 from statemodel.machine import MachineOptions, machine_class
 from statemodel.model import InvariantViolation
-from statemodel.net.faults import Abort, Latency, Partition
+from statemodel.net.faults import Abort, DelayCloseFrame, DropCloseFrame, Latency, Partition
 from statemodel.stream.errors import CloseCode
 from statemodel.target.proxied import REAL_TIME_CONFIG
 from statemodel.target.reference import ReferenceTarget
-from statemodel.target.shared import EVICT_GRACE, may_have_shed, shared_url
+from statemodel.target.shared import EVICT_GRACE, WITHHELD, may_have_shed, shared_url
 
 TEXT = [{"kind": "text", "seed": 1, "chars": 3}, {"kind": "text", "seed": 2, "chars": 3}]
 NOT_ALLOWED = "reset only when the protocol allows it"
@@ -131,6 +131,44 @@ def test_without_being_told_it_is_shared_a_shed_session_is_a_failure(program):
         run(program, shared=False)
 
 
+def shed_with_its_1013_dropped(state, first):
+    """Cut with 1013 while the network removed close frames (DropCloseFrame): the client
+    never sees the 1013, gives the connection up on dead_after (4008) and is back within
+    0.02 s, well inside the 0.1 s an outage needs; the server evicted when it cut."""
+    state.pause_consumer(stream=first)
+    state.degrade(fault=DropCloseFrame(direction="s2c"))
+    state.emit(stream=first, chunks=TEXT)
+    shed_now(state)
+    state.advance(seconds=1.0)
+    state.heal()
+    state.resume_consumers()
+
+
+def shed_with_its_1013_held(state, first):
+    """The same with the 1013 held (DelayCloseFrame) past the client's dead_after: it gave
+    up before the close arrived."""
+    state.pause_consumer(stream=first)
+    state.degrade(fault=DelayCloseFrame(direction="both", seconds=1.0))
+    state.emit(stream=first, chunks=TEXT)
+    shed_now(state)
+    state.advance(seconds=1.0)
+    state.heal()
+    state.resume_consumers()
+
+
+@pytest.mark.parametrize("program", [shed_with_its_1013_dropped, shed_with_its_1013_held])
+def test_a_shed_whose_1013_the_network_kept_from_the_client_is_allowed_when_shared(program):
+    """Session 11's gap: no 1013 seen and an outage under 0.1 s read as a failure. The
+    machine knows its own network withheld the server's close frames (shared.WITHHELD)."""
+    state = run(program, shared=True)
+    stats = state.target.server.stats()
+    assert stats["shed_sessions"] == 1 and stats["cut_sessions"] == 1, stats
+    closes = state.handles[0].closes
+    assert CloseCode.TRY_AGAIN_LATER not in closes and WITHHELD in closes, closes
+    with pytest.raises(InvariantViolation, match=NOT_ALLOWED):  # one worker alone: still a failure
+        run(program, shared=False)
+
+
 def drop_before_anything_arrived(state, first):
     state.drop(session=0, fault=Abort())
     state.advance(seconds=0.1)
@@ -170,3 +208,90 @@ def test_fuzz_workers_mark_a_ws_target_shared():
     assert FuzzConfig(target="WSS://h/", transport="tcp", workers=2).target == "WSS://h/#shared=1"
     assert FuzzConfig(workers=4).target == "reference"  # every worker has its own reference server
     assert shared_url(shared_url("ws://h/")) == "ws://h/#shared=1"
+
+
+@pytest.fixture
+def factories():
+    """A user's module of target factories, as ``--target module:factory`` names them."""
+    import sys
+    import types
+
+    module = types.ModuleType("statemodel_test_shared_factories")
+    module.shared = lambda options, seed: SeenFromOutside(options, seed, shared=True)
+
+    class Plain(SeenFromOutside):  # knows nothing of other clients: no may_have_shed at all
+        may_have_shed = None
+
+    module.alone = lambda options, seed: Plain(options, seed, shared=False)
+    sys.modules[module.__name__] = module
+    yield module.__name__
+    del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize("program", [cut_while_connected, shed_with_its_1013_dropped])
+def test_a_factory_target_answers_may_have_shed_itself(factories, program):
+    """``fuzz --workers N`` marks only URLs (a factory spec has no fragment to carry the flag):
+    a ``module:factory`` target whose server others share implements ``may_have_shed``
+    (docs/TARGETS.md), and the machine asks it through the factory wrapper. One that does
+    not have it excuses nothing."""
+    from statemodel.fuzz.config import FuzzConfig
+
+    def through(factory: str):
+        base = machine_class(MachineOptions(target=f"{factories}:{factory}"))
+        state = base()
+        try:
+            first = state.boot(seed=0, chunks=TEXT, context=1)
+            assert type(state.target).__name__ == "FactoryTarget"
+            program(state, first)
+            state.invariants_hold()
+        finally:
+            state.teardown()
+        return state
+
+    assert FuzzConfig(target=f"{factories}:shared", workers=4).target == f"{factories}:shared"
+    assert through("shared").target.server.stats()["shed_sessions"] == 1
+    with pytest.raises(InvariantViolation, match=NOT_ALLOWED):
+        through("alone")
+
+
+def test_starvation_long_before_a_drop_does_not_excuse_a_reset():
+    """On a loaded host shared mode still catches a server that resets for no reason. The
+    host (a fake meter on virtual time) kept the run off the CPU for 5 s early in the
+    connection; 1.7 s after that, a drop the client noticed at once: session 11 credited all 5 s (any reset after any
+    drop passed); only starvation while the client was noticing the loss counts now
+    (shared.StarvationLog)."""
+    from statemodel.target.shared import StarvationLog
+
+    def program(state, first):
+        state.advance(seconds=5.0)
+        state.advance(seconds=1.0)
+        state.advance(seconds=1.0)  # the host ran us for more than notice_lag (0.9 s) since
+        state.drop(session=0, fault=Abort())
+        state.advance(seconds=0.1)
+
+    def run_starved(mutants):
+        state = machine(True, mutants)
+        try:
+            state.boot(seed=0, chunks=[], context=None)  # the client receives nothing: the mutant's case
+            start_at = state.run(_now) + 0.3  # starved 0.3-5.3 s into the connection
+            state.stalled = lambda: min(max(trio.current_time() - start_at, 0.0), 5.0)
+            state.handles[0].up_stall = 0.0
+            state.starvation = StarvationLog(state.stalled)
+
+            async def start():
+                state.nursery.start_soon(state.starvation.run)
+
+            state.run(start)
+            program(state, None)
+            state.invariants_hold()
+            return state
+        finally:
+            state.teardown()
+
+    with pytest.raises(InvariantViolation, match=NOT_ALLOWED):
+        run_starved(["empty_resume_is_new"])
+    assert run_starved(()).handles[0].late_by == 0.0  # the correct server passes, nothing credited
+
+
+async def _now():
+    return trio.current_time()

@@ -96,7 +96,9 @@ def _check_target(target: str, mutants: list[str]) -> str | None:
         return None
     if mutants:
         return "--mutant switches bugs on in the embedded reference server only (use `statemodel serve --mutant` for a URL)"
-    if not target.startswith(("ws://", "wss://")):
+    from statemodel.target.external import is_ws_url
+
+    if not is_ws_url(target):
         return f"target {target!r}: give a ws://HOST:PORT/PATH URL or 'reference'"
     from statemodel.machine import MachineOptions
     from statemodel.target import check_target

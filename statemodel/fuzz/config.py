@@ -30,9 +30,16 @@ class FuzzConfig:
         # Workers against one ws:// server share it: one worker's sessions may be shed for
         # another's pressure (PROTOCOL.md §6), which the target allows only when told
         # (``#shared=1``). The URL carries it into reproducers and the database namespace.
-        if self.workers > 1 and self.target.lower().startswith(("ws://", "wss://")):
+        # A URL that does not parse stays as typed: the target check then quotes it.
+        from statemodel.target.external import is_ws_url, parse_ws_url
+
+        if self.workers > 1 and is_ws_url(self.target):
             from statemodel.target.shared import shared_url
 
+            try:
+                parse_ws_url(self.target)
+            except ValueError:
+                return
             object.__setattr__(self, "target", shared_url(self.target))
 
     def to_json(self) -> dict[str, Any]:

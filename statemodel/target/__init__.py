@@ -30,7 +30,9 @@ def make_target(options, seed: int) -> Target:
         from statemodel.target.loopback import LoopbackReferenceTarget
 
         return LoopbackReferenceTarget(options, seed)
-    if spec.startswith(("ws://", "wss://")):
+    from statemodel.target.external import is_ws_url
+
+    if is_ws_url(spec):
         from statemodel.target.external import ExternalTarget
 
         return ExternalTarget(options, seed)
@@ -55,9 +57,9 @@ def check_target(options) -> None:
             if reason:
                 raise ValueError(f"the reference target on transport 'netns': {reason}")
         return
-    if spec.startswith(("ws://", "wss://")):
-        from statemodel.target.external import parse_ws_url
+    from statemodel.target.external import is_ws_url, parse_ws_url
 
+    if is_ws_url(spec):
         parse_ws_url(spec)
         if options.transport != "tcp":
             raise ValueError(f"target {spec!r} is a real server: it needs --transport tcp (got {options.transport!r})")

@@ -33,12 +33,23 @@ from statemodel.target.proxied import REAL_TIME_BASE_LATENCY, REAL_TIME_CONFIG, 
 FRAGMENT_OPTIONS = ("expiry_after", "shared")
 
 
+def is_ws_url(spec: str) -> bool:
+    """Does a target spec name a server by URL? The scheme is case-insensitive (RFC 3986
+    §3.1): ``WS://`` is ``ws://``, here, in ``parse_ws_url`` and in ``statemodel fuzz
+    --workers N``'s shared mark alike."""
+    return spec[:6].lower().startswith(("ws://", "wss://"))
+
+
 def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
     """``(tls, host, port, host_header, resource, options)`` of a ws:// or wss:// URL.
 
     ``options`` come from the fragment (``#expiry_after=50&shared=1``), which never reaches
     the server.
     """
+    if any(c <= " " or c == "\x7f" for c in url):
+        # urlsplit drops some (leading blanks, tabs, newlines) and keeps others (a trailing
+        # blank went into the resource, and the handshake's request line with it).
+        raise ValueError(f"external target {url!r}: a blank or control character in the URL")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"external target {url!r}: the URL must start with ws:// or wss://")

@@ -37,8 +37,10 @@ def preflight(options, *, timeout: float = 5.0, attempts: int = 3) -> None:
     """Raise ``TargetUnavailable`` unless ``options.target`` can be tested over
     ``options.transport``. Every step is bounded by ``timeout`` seconds; a refused connect is
     retried ``attempts`` times in all. Factory targets are the user's code: not probed."""
+    from statemodel.target.external import is_ws_url
+
     spec = options.target
-    if spec.startswith(("ws://", "wss://")):
+    if is_ws_url(spec):
         trio.run(_probe_url, spec, timeout, attempts)
     elif spec == "reference" and options.transport == "netns":
         _probe_netns()

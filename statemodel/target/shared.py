@@ -119,9 +119,12 @@ class StarvationLog:
 def shared_url(url: str) -> str:
     """``url`` saying that others use its server too (``#shared=1``), unless its fragment
     already says either way. ``statemodel fuzz --workers N`` marks its target so: the URL
-    goes into every reproducer, which then replays with the same allowance."""
-    base, _, fragment = url.partition("#")
-    options = urllib.parse.parse_qsl(fragment, keep_blank_values=True)
-    if any(key == "shared" for key, _ in options):
+    goes into every reproducer, which then replays with the same allowance. What the user
+    wrote is kept byte for byte (the flag is appended, never re-encoded), so an error about
+    the URL still quotes it."""
+    _, mark, fragment = url.partition("#")
+    if any(key == "shared" for key, _ in urllib.parse.parse_qsl(fragment, keep_blank_values=True)):
         return url
-    return f"{base}#{urllib.parse.urlencode([*options, ('shared', '1')])}"
+    if not mark:
+        return f"{url}#shared=1"
+    return f"{url}{'' if fragment == '' or fragment.endswith('&') else '&'}shared=1"

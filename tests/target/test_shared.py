@@ -1,14 +1,21 @@
-"""The shared-server allowance's parts (statemodel/target/shared.py): the starvation credit
-and which faults may keep a 1013 from the client."""
+"""The shared-server allowance's parts (statemodel/target/shared.py): the starvation credit,
+and the ``#shared`` flag through everything that reads or writes a target URL, attacked with
+a grammar of URLs nobody wrote by hand."""
 
 from __future__ import annotations
+
+import urllib.parse
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from statemodel.fuzz.config import FuzzConfig
+from statemodel.machine import MachineOptions
 from statemodel.net import faults as F
+from statemodel.target import check_target, make_target
+from statemodel.target.external import is_ws_url, parse_ws_url
 from statemodel.target.proxied import REAL_TIME_CONFIG
-from statemodel.target.shared import StarvationLog, notice_lag, withholds_server_close
+from statemodel.target.shared import StarvationLog, notice_lag, shared_url, withholds_server_close
 
 LAG = notice_lag(REAL_TIME_CONFIG)  # 0.9 s
 
@@ -103,3 +110,125 @@ def test_only_faults_on_the_servers_close_frames_withhold_them():
     assert not withholds_server_close(F.DropCloseFrame(direction="c2s"))  # the client's close only
     assert not withholds_server_close(F.Partition(direction="s2c"))  # the client gives up first (dead_after < stall_after)
     assert not withholds_server_close(F.Abort())
+
+
+# ---- the #shared flag: a grammar of target URLs ----------------------------------------------
+SCHEMES = st.sampled_from(["ws", "wss", "WS", "Ws", "wS", "WSS", "Wss", "wsS"])
+HOSTS = st.sampled_from(["h", "127.0.0.1", "[::1]", "[fe80::1]", "example.org", "xn--bcher-kva.example", ""])
+PORTS = st.sampled_from(["", ":0", ":1", ":80", ":65535", ":65536", ":99999", ":", ":-1", ":x"])
+USERINFO = st.sampled_from(["", "u@", "u:p@", "%40:%3A@"])
+PATHS = st.sampled_from(["", "/", "/x", "/a/b", "/%20", "/#/"])
+QUERIES = st.sampled_from(["", "?", "?q=1", "?shared=1", "?a=1&b=2", "?#"])
+KEYS = st.sampled_from(["shared", "SHARED", "Shared", "sh%61red", "%73hared", "expiry_after", "x", "", "shared%3D1"])
+VALUES = st.sampled_from(["1", "0", "", "yes", "%31", "+1", "1.0", "5", "inf", "nan", "-1", "1%26x%3D2"])
+PAIRS = st.tuples(KEYS, st.sampled_from(["=", ""]), VALUES).map(lambda p: p[0] + p[1] + (p[2] if p[1] else ""))
+FRAGMENTS = st.one_of(
+    st.just(""), st.just("#"),
+    st.lists(PAIRS, max_size=3).map(lambda ps: "#" + "&".join(ps)),
+    st.lists(PAIRS, min_size=1, max_size=3).map(lambda ps: "#" + "&".join(ps) + "&"),
+    st.tuples(PAIRS, PAIRS).map(lambda ps: f"#{ps[0]}#{ps[1]}"),  # two fragments
+)
+URLS = st.builds(lambda *parts: "{}://{}{}{}{}{}{}".format(*parts), SCHEMES, USERINFO, HOSTS, PORTS, PATHS,
+                 QUERIES, FRAGMENTS)
+
+
+def parsed(url: str):
+    try:
+        return parse_ws_url(url)
+    except ValueError as exc:
+        return f"error: {exc}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(url=URLS, workers=st.integers(1, 8))
+def test_workers_mark_exactly_the_urls_they_can_test_and_change_nothing_else(url, workers):
+    """``--workers N`` turns ``#shared`` on (unless the URL says either way), keeps every
+    byte the user wrote, is idempotent, and leaves a URL that does not parse as typed (so
+    the error quotes what the user wrote); one worker never marks. Whatever it produces
+    means the same to ``parse_ws_url`` as what the user wrote, plus the flag."""
+    marked = FuzzConfig(target=url, transport="tcp", workers=workers).target
+    before = parsed(url)
+    if workers == 1 or isinstance(before, str):
+        assert marked == url
+        return
+    assert marked.startswith(url)
+    after = parsed(marked)
+    assert not isinstance(after, str), after
+    assert after[:5] == before[:5]
+    assert after[5] == {**before[5], "shared": before[5].get("shared", 1.0)}
+    assert FuzzConfig(target=marked, transport="tcp", workers=workers).target == marked  # idempotent
+    assert shared_url(marked) == marked
+
+
+@settings(max_examples=200, deadline=None)
+@given(url=URLS)
+def test_every_url_form_is_accepted_or_refused_the_same_everywhere(url):
+    """Upper/mixed-case schemes included: what ``parse_ws_url`` accepts, ``check_target``
+    and ``make_target`` accept too (and build the external target with the same flag)."""
+    assert is_ws_url(url)
+    before = parsed(url)
+    options = MachineOptions(target=url, transport="tcp")
+    if isinstance(before, str):
+        with pytest.raises(ValueError):
+            check_target(options)
+        return
+    check_target(options)
+    target = make_target(options, 0)
+    assert type(target).__name__ == "ExternalTarget"
+    assert target.shared == bool(before[5].get("shared", 0))
+
+
+@pytest.mark.parametrize("url", ["WS://127.0.0.1:1/", "Wss://127.0.0.1:1/x#shared=1"])
+def test_an_upper_case_scheme_is_a_ws_target(url):
+    """``fuzz --workers N`` marked ``WS://`` URLs shared (session 11), but the target check
+    called them an unknown target."""
+    check_target(MachineOptions(target=url, transport="tcp"))
+    assert make_target(MachineOptions(target=url, transport="tcp"), 0).shared == url.endswith("shared=1")
+
+
+@pytest.mark.parametrize("url", ["ws://h/ ", "ws://h/x y", "ws://h/\t", " ws://h/", "ws://h/#shared=1\n"])
+def test_blanks_and_control_characters_are_refused(url):
+    """A trailing blank went into the handshake's request line (``GET / #shared=1``...)."""
+    with pytest.raises(ValueError, match="blank or control character"):
+        parse_ws_url(url)
+    assert FuzzConfig(target=url, transport="tcp", workers=2).target == url
+
+
+@pytest.mark.parametrize("url, marked", [
+    ("ws://h/#x", "ws://h/#x"),  # unknown option: left as typed, refused by the check
+    ("ws://h/#", "ws://h/#shared=1"),
+    ("ws://h/#expiry_after=%35", "ws://h/#expiry_after=%35&shared=1"),  # kept byte for byte, not re-encoded
+    ("ws://h/#expiry_after=5&", "ws://h/#expiry_after=5&shared=1"),
+    ("ws://h/?shared=0", "ws://h/?shared=0#shared=1"),  # the query goes to the server: not the flag
+    ("ws://h/#%73hared=0", "ws://h/#%73hared=0"),  # says it, percent-encoded
+    ("ws://[::1]:65535/#shared=0", "ws://[::1]:65535/#shared=0"),
+])
+def test_marking_examples(url, marked):
+    assert FuzzConfig(target=url, transport="tcp", workers=4).target == marked
+
+
+def test_a_factory_target_is_never_marked():
+    """``module:factory``: the URL flag has nowhere to go; the target answers ``may_have_shed``
+    itself (docs/TARGETS.md; tests/machine/test_shared_server.py)."""
+    assert FuzzConfig(target="pkg.mod:factory", transport="tcp", workers=4).target == "pkg.mod:factory"
+
+
+def test_a_reproducer_replays_with_the_same_allowance(tmp_path):
+    """The marked URL goes into the reproducer as written; reading it back (as ``statemodel
+    replay`` does) gives the same options, so the replay excuses exactly what the run did."""
+    from statemodel.cli.replay import load_reproducer
+    from statemodel.fuzz.config import Failure
+    from statemodel.fuzz.machine import DEFAULT_MACHINE
+    from statemodel.fuzz.runner import options_dict
+    from statemodel.report.repro import render_repro
+
+    config = FuzzConfig(target="Ws://u@[::1]:65535/p?q=1#expiry_after=%35", transport="tcp", workers=3)
+    failure = Failure(worker=0, seed=0, error_type="InvariantViolation", message="m",
+                      program="state = StreamMachine()\nstate.teardown()", blob=None,
+                      machine=DEFAULT_MACHINE, options=options_dict(config), step_count=1)
+    path = tmp_path / "repro_test.py"
+    path.write_text(render_repro(failure, tmp_path.name))
+    back = load_reproducer(path)["options"]["target"]
+    assert back == config.target == "Ws://u@[::1]:65535/p?q=1#expiry_after=%35&shared=1"
+    assert make_target(MachineOptions(target=back, transport="tcp"), 0).shared
+    assert urllib.parse.urlsplit(back).fragment.endswith("shared=1")

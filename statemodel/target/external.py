@@ -55,11 +55,18 @@ def parse_ws_url(url: str) -> tuple[bool, str, int, str, str, dict[str, float]]:
         raise ValueError(f"external target {url!r}: the URL must start with ws:// or wss://")
     if not parts.hostname:
         raise ValueError(f"external target {url!r}: no host in the URL (e.g. ws://127.0.0.1:8765/)")
+    if "@" in parts.netloc:
+        # It would go into the Host header (which may not carry it, RFC 9110 §7.2) and the
+        # client sends no credentials: refused rather than sent where it does not belong.
+        raise ValueError(f"external target {url!r}: credentials in the URL (user@host) are not supported")
     tls = parts.scheme == "wss"
     try:
-        port = parts.port or (443 if tls else 80)
+        port = parts.port
     except ValueError as exc:
         raise ValueError(f"external target {url!r}: bad port ({exc})") from None
+    if port == 0:  # "or 443/80" used to dial the default port instead
+        raise ValueError(f"external target {url!r}: bad port (0 cannot be connected to)")
+    port = port or (443 if tls else 80)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query

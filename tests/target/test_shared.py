@@ -194,6 +194,19 @@ def test_blanks_and_control_characters_are_refused(url):
     assert FuzzConfig(target=url, transport="tcp", workers=2).target == url
 
 
+@pytest.mark.parametrize("url, message", [
+    ("ws://u:p@127.0.0.1:1/", "credentials in the URL"),  # went into the Host header: 'u:p@127.0.0.1:1'
+    ("ws://u@[::1]:1/#shared=1", "credentials in the URL"),
+    ("ws://127.0.0.1:0/", "bad port"),  # dialled port 80 instead
+])
+def test_urls_the_client_would_get_wrong_are_refused(url, message):
+    with pytest.raises(ValueError, match=message):
+        parse_ws_url(url)
+    with pytest.raises(ValueError, match=message):
+        check_target(MachineOptions(target=url, transport="tcp"))
+    assert parse_ws_url("ws://127.0.0.1:65535/")[2] == 65535 and parse_ws_url("wss://h/")[2] == 443
+
+
 @pytest.mark.parametrize("url, marked", [
     ("ws://h/#x", "ws://h/#x"),  # unknown option: left as typed, refused by the check
     ("ws://h/#", "ws://h/#shared=1"),
@@ -222,13 +235,13 @@ def test_a_reproducer_replays_with_the_same_allowance(tmp_path):
     from statemodel.fuzz.runner import options_dict
     from statemodel.report.repro import render_repro
 
-    config = FuzzConfig(target="Ws://u@[::1]:65535/p?q=1#expiry_after=%35", transport="tcp", workers=3)
+    config = FuzzConfig(target="Ws://[::1]:65535/p?q=1#expiry_after=%35", transport="tcp", workers=3)
     failure = Failure(worker=0, seed=0, error_type="InvariantViolation", message="m",
                       program="state = StreamMachine()\nstate.teardown()", blob=None,
                       machine=DEFAULT_MACHINE, options=options_dict(config), step_count=1)
     path = tmp_path / "repro_test.py"
     path.write_text(render_repro(failure, tmp_path.name))
     back = load_reproducer(path)["options"]["target"]
-    assert back == config.target == "Ws://u@[::1]:65535/p?q=1#expiry_after=%35&shared=1"
+    assert back == config.target == "Ws://[::1]:65535/p?q=1#expiry_after=%35&shared=1"
     assert make_target(MachineOptions(target=back, transport="tcp"), 0).shared
     assert urllib.parse.urlsplit(back).fragment.endswith("shared=1")

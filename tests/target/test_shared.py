@@ -245,3 +245,26 @@ def test_a_reproducer_replays_with_the_same_allowance(tmp_path):
     assert back == config.target == "Ws://[::1]:65535/p?q=1#expiry_after=%35&shared=1"
     assert make_target(MachineOptions(target=back, transport="tcp"), 0).shared
     assert urllib.parse.urlsplit(back).fragment.endswith("shared=1")
+
+
+def test_the_machine_samples_starvation_on_the_real_clock_for_a_url_target(script_server_url):
+    """What feeds the credit: a ws:// target (it has ``may_have_shed``) on the real clock gets
+    a sampler while it runs; the sim gets none (nothing to credit, and one more task would
+    reshuffle its seeded schedule)."""
+    from statemodel.machine import machine_class
+
+    state = machine_class(MachineOptions(target=f"{script_server_url}#shared=1", transport="tcp"))()
+    try:
+        state.boot(seed=0, chunks=[{"kind": "text", "seed": 1, "chars": 10}])
+        state.advance(seconds=0.2)
+        samples = list(state.starvation.samples)
+        assert len(samples) >= 3 and all(a[0] < b[0] and a[1] <= b[1] for a, b in zip(samples, samples[1:]))
+        assert state.target.shared
+    finally:
+        state.teardown()
+    sim = machine_class(MachineOptions())()
+    try:
+        sim.boot(seed=0, chunks=[])
+        assert sim.starvation is None
+    finally:
+        sim.teardown()

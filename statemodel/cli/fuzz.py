@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--machine", default=None, help=argparse.SUPPRESS)  # module:callable
 
 
+#: Printed under the banner when ``--workers N`` marked the URL ``#shared=1`` (FuzzConfig).
+SHARED_NOTE = ("  #shared=1 added: the workers share the server, so a reset its shedding explains "
+               "(a 1013, or a long enough outage: PROTOCOL.md §6) is not a failure; "
+               "#shared=0 turns this off (docs/TARGETS.md)")
+
+
 def config_from_args(args: argparse.Namespace):
     from statemodel.fuzz import FuzzConfig
 
@@ -143,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "
           f"target {config.target} over {config.transport}"
           + (f", mutants {', '.join(config.mutants)}" if config.mutants else ""), file=sys.stderr)
+    if config.target != args.target:  # FuzzConfig marked it: say what the mark does
+        print(SHARED_NOTE, file=sys.stderr)
     clock = "virtual" if config.transport == "sim" else "real"
     with Progress(config.workers, interval=args.progress_interval, clock=clock) as progress:
         result = fuzz_run(config, progress)

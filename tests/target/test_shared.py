@@ -268,3 +268,32 @@ def test_the_machine_samples_starvation_on_the_real_clock_for_a_url_target(scrip
         assert sim.starvation is None
     finally:
         sim.teardown()
+
+
+@pytest.mark.parametrize("target, workers, noted", [
+    ("ws://127.0.0.1:1/", 4, True),
+    ("ws://127.0.0.1:1/", 1, False),
+    ("ws://127.0.0.1:1/#shared=0", 4, False),  # the user said so: nothing added, nothing to explain
+    ("ws://127.0.0.1:1/#shared=1", 4, False),
+])
+def test_the_banner_shows_the_mark_and_says_what_it_does(monkeypatch, capsys, target, workers, noted):
+    """What a user sees of ``--workers N``'s mark: the marked URL, and a line saying why it is
+    there and how to turn it off (only when the tester added it)."""
+    from statemodel import fuzz
+    from statemodel.cli import fuzz as cli_fuzz
+    from statemodel.cli import main
+
+    class Started(Exception):
+        pass
+
+    def stop(config, progress):
+        raise Started
+
+    monkeypatch.setattr(cli_fuzz, "preflight", lambda config: None)  # no server behind the URL
+    monkeypatch.setattr(fuzz, "run", stop)
+    with pytest.raises(Started):
+        main(["fuzz", "--target", target, "--transport", "tcp", "--workers", str(workers), "--examples", "1"])
+    err = capsys.readouterr().err
+    shown = FuzzConfig(target=target, transport="tcp", workers=workers).target
+    assert f"target {shown} over tcp" in err
+    assert (cli_fuzz.SHARED_NOTE in err) == noted

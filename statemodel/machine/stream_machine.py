@@ -521,10 +521,10 @@ class StreamMachine(TrioStateMachine):
 
     def _late_by(self, handle: SessionHandle) -> float:
         """Starvation that may have delayed the client's notice of the loss just reported."""
-        if self.starvation is None:  # no shared allowance to feed (or the sim: none at all)
+        config = getattr(handle.client, "config", None)  # a factory target's client may have none
+        if self.starvation is None or config is None:  # no window to bound it: the whole connection
             return self.stalled() - handle.up_stall
-        lag = shared_server.notice_lag(handle.client.config)
-        return self.starvation.credit(trio.current_time(), lag, handle.up_stall)
+        return self.starvation.credit(trio.current_time(), shared_server.notice_lag(config), handle.up_stall)
 
     def _resumed(self, handle: SessionHandle, status: Resumed, replaced: bool) -> None:
         """Judge one resume's outcome directly: ``recovered`` only when nothing was lost and

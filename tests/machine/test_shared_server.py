@@ -295,3 +295,19 @@ def test_starvation_long_before_a_drop_does_not_excuse_a_reset():
 
 async def _now():
     return trio.current_time()
+
+
+def test_a_client_without_a_config_gets_the_whole_connections_credit():
+    """A factory target's client need only have the Client API, not its ``config``: with no
+    dead_after to bound the window, the credit is all starvation since it connected (the
+    looser, never the falser, verdict), where reading ``client.config`` crashed the watcher."""
+    from statemodel.machine.stream_machine import SessionHandle
+    from statemodel.target.shared import StarvationLog
+
+    state = machine(True)
+    try:
+        state.stalled = lambda: 3.0
+        state.starvation = StarvationLog(state.stalled)
+        assert state._late_by(SessionHandle(0, client=object(), up_stall=1.0)) == 2.0
+    finally:
+        state.teardown()

@@ -110,7 +110,10 @@ class StarvationLog:
         starved = self.meter()
         edge = since  # no sample far enough back: the whole connection
         for t, s in reversed(self.samples):
-            if (now - t) - (starved - s) >= lag:  # the host let us have ``lag`` since then
+            # The host let us have more than ``lag`` since then. A stretch of full starvation at
+            # the window's edge could be on either side of it (the time we had does not grow
+            # across it): it is taken in (a tolerance over float noise), never left out.
+            if (now - t) - (starved - s) > lag + 1e-9:
                 edge = max(s, since)
                 break
         return min(max(starved - edge, 0.0), MAX_CREDIT)

@@ -51,15 +51,18 @@ def sampled(host: Host, until: float, period: float = 0.02) -> StarvationLog:
 
 
 def exact_window(host: Host, notice: float, lag: float, up: float) -> float:
-    """Starvation in the last ``lag`` seconds of time the host gave us before ``notice``."""
-    lo, hi = 0.0, notice  # the edge: (notice - t) - (S(notice) - S(t)) == lag, searched by bisection
+    """Starvation in the last ``lag`` seconds of time the host gave us before ``notice``: the
+    edge is the earliest t with (notice - t) - (S(notice) - S(t)) <= lag (searched by
+    bisection), so a fully starved stretch at the edge, where that time given does not
+    change, is inside the window (it may have delayed the notice)."""
+    lo, hi = 0.0, notice
     for _ in range(100):
         mid = (lo + hi) / 2
-        if (notice - mid) - (host.starved(notice) - host.starved(mid)) >= lag:
-            lo = mid
-        else:
+        if (notice - mid) - (host.starved(notice) - host.starved(mid)) <= lag + 1e-9:
             hi = mid
-    return host.starved(notice) - host.starved(max(lo, up))
+        else:
+            lo = mid
+    return host.starved(notice) - host.starved(max(hi, up))
 
 
 def test_starvation_long_before_the_loss_is_not_credited():

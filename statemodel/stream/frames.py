@@ -146,10 +146,10 @@ def decode(data: bytes | bytearray, *, max_frame_size: int = 1 << 20, max_header
     if len(data) < 4:
         raise _bad(f"truncated frame: {len(data)} bytes, need at least 4")
     (hlen,) = _LEN.unpack_from(data)
-    if hlen > max_header_size:
-        raise _bad(f"header length {hlen} exceeds {max_header_size}")
     if 4 + hlen > len(data):
         raise _bad(f"truncated frame: header length {hlen} but only {len(data) - 4} bytes follow")
+    if hlen > max_header_size:  # a whole header, just too large: 4004 like the frame (PROTOCOL.md §2)
+        raise ProtocolError(CloseCode.FRAME_TOO_LARGE, f"header of {hlen} bytes exceeds {max_header_size}")
     view = memoryview(data)
     try:
         h = json.loads(str(view[4 : 4 + hlen], "utf-8"), parse_float=_finite, parse_constant=_no_constant)

@@ -1,0 +1,404 @@
+"""Every documented limit of the reference server hit exactly -- limit - 1, limit, limit + 1 --
+through its trio shell (memory streams, virtual time) while an honest session streams on the
+same server. At or under a limit everything works and nothing is lost; over it the
+documented close code or stream error (PROTOCOL.md §2, §4, §5, §9, §10) with a reason a
+person can read; the honest session loses, duplicates and reorders nothing and is never
+disconnected; the server survives (no internal error, no traceback). Then several limits
+crossed by several sessions at once: a Hypothesis grammar of (limit, offset) lists.
+
+Already covered elsewhere and not repeated here: a message above the limit from the app
+(`test_stream_app_limits.py`), the app backlog (`test_stream_backlog.py`), the unfinished
+bytes per session and server-wide (`test_stream_partial.py`), the replay and pool bounds
+(`test_stream_core.py`, `test_stream_memory.py`, `test_stream_fairness.py`,
+`test_stream_pressure.py`), the hello deadline counted from accept (`test_stream_prehello.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from dataclasses import replace
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trio_websocket import ConnectionClosed, wrap_client_stream
+
+from statemodel.machine.logwatch import TracebackWatch
+from statemodel.stream.client import Client, Connected
+from statemodel.stream.config import Config
+from statemodel.stream.frames import decode
+from statemodel.stream.server import Server
+from statemodel.stream.testapp import script_app, text
+
+# Tiny limits keep every frame small; long heartbeats keep raw peers (which never ping)
+# alive for the whole test without anyone sending a ping they would have to answer.
+CFG = Config(heartbeat_interval=100.0, dead_after=300.0, send_timeout=300.0, session_ttl=30.0,
+             fragment_size=1024, max_frame_size=4096, max_header_size=512, max_message_size=10_000,
+             max_sessions=6, max_streams_per_session=3, prehello_max_connections=4)
+LIMIT = 1 << 30  # what a raw peer accepts: it must see everything the server says
+
+
+def _header(h: dict, size: int | None = None) -> bytes:
+    """`h` as compact JSON, padded with an unknown key (ignored, §2) to exactly `size` bytes."""
+    raw = json.dumps({**h, "pad": ""}, separators=(",", ":")).encode()
+    if size is None:
+        return json.dumps(h, separators=(",", ":")).encode()
+    assert size >= len(raw), (size, len(raw))
+    return json.dumps({**h, "pad": "x" * (size - len(raw))}, separators=(",", ":")).encode()
+
+
+def frame(h: dict, payload: bytes = b"", *, header_size: int | None = None) -> bytes:
+    hb = _header(h, header_size)
+    return struct.pack(">I", len(hb)) + hb + payload
+
+
+def command(commands: list, size: int | None = None) -> bytes:
+    """A batch command for the script app, padded (unknown key) to exactly `size` bytes."""
+    body = {"op": "batch", "commands": commands, "pad": ""}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    if size is not None:
+        assert size >= len(raw), (size, len(raw))
+        body["pad"] = "x" * (size - len(raw))
+        raw = json.dumps(body, separators=(",", ":")).encode()
+    return raw
+
+
+def emit(value) -> dict:
+    return {"op": "emit", "chunks": [{"kind": "json", "value": value}]}
+
+
+def open_frame_of_size(size: int, sid: int = 1, value=7) -> bytes:
+    hb = _header({"t": "open", "s": sid, "q": 1, "k": "t"})
+    return frame({"t": "open", "s": sid, "q": 1, "k": "t"}, command([emit(value), {"op": "end"}], size - 4 - len(hb)))
+
+
+class Peer:
+    """A raw protocol peer over trio-websocket: sends exactly the bytes it is given, reads
+    frames (skipping acks, pings and pongs, which it never answers)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.close: tuple[int, str] | None = None
+        self.welcome: dict | None = None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.ws.send_message(data)
+        except ConnectionClosed as exc:
+            self.close = (exc.reason.code, exc.reason.reason or "")
+
+    async def next_item(self) -> tuple[str, dict, bytes] | None:
+        """The next sequenced item or welcome; None once the server closed (see `close`)."""
+        while self.close is None:
+            try:
+                msg = await self.ws.get_message()
+            except ConnectionClosed as exc:
+                self.close = (exc.reason.code, exc.reason.reason or "")
+                return None
+            f = decode(msg, max_frame_size=LIMIT, max_header_size=LIMIT)
+            if f.t not in ("ack", "ping", "pong"):
+                return f.t, dict(f.h), bytes(f.payload)
+        return None
+
+    async def hello(self, data: bytes = frame({"t": "hello", "v": 1})) -> bool:
+        await self.send(data)
+        item = await self.next_item()
+        if item is not None and item[0] == "welcome":
+            self.welcome = item[1]
+            return True
+        assert item is None, item
+        return False
+
+    def closed(self) -> str:
+        assert self.close is not None
+        code, reason = self.close
+        assert reason.strip(), f"close {code} without a reason a person can read"
+        return f"close {code}"
+
+
+class Env:
+    def __init__(self, server: Server, nursery: trio.Nursery) -> None:
+        self.server, self.nursery = server, nursery
+
+    def dial(self) -> trio.abc.Stream:
+        c, s = trio.testing.memory_stream_pair()
+        self.nursery.start_soon(self.server.handle_stream, s)
+        return c
+
+    async def peer(self) -> Peer:
+        ws = await wrap_client_stream(self.nursery, self.dial(), "statemodel", "/", max_message_size=LIMIT)
+        return Peer(ws)
+
+    async def session(self) -> Peer:
+        p = await self.peer()
+        assert await p.hello(), p.close
+        return p
+
+
+async def answer_of_stream(p: Peer, sid: int, value) -> str:
+    """'ok' once stream `sid` delivered json `value`; else the error reason or close code."""
+    while True:
+        item = await p.next_item()
+        if item is None:
+            return p.closed()
+        t, h, payload = item
+        if h.get("s") != sid:
+            continue
+        if t == "data":
+            assert payload == json.dumps(value).encode(), payload
+            return "ok"
+        if t == "error":
+            return f"error {h['reason']}"
+        raise AssertionError(f"unexpected {t} {h} on stream {sid}")
+
+
+# -- one probe per limit: async (env, offset) -> what was observed; and what PROTOCOL.md says
+async def probe_frame(env: Env, d: int) -> str:
+    """§2: an encoded frame of max_frame_size bytes is accepted, one byte more gets 4004."""
+    p = await env.session()
+    await p.send(open_frame_of_size(CFG.max_frame_size + d))
+    return await answer_of_stream(p, 1, 7)
+
+
+async def probe_header(env: Env, d: int) -> str:
+    """§2: a JSON header of max_header_size bytes is accepted, one byte more gets 4004."""
+    p = await env.session()
+    await p.send(frame({"t": "ack", "a": {}}, header_size=CFG.max_header_size + d))
+    await p.send(open_frame_of_size(200))  # the connection still works (or is gone)
+    return await answer_of_stream(p, 1, 7)
+
+
+async def probe_ws_message(env: Env, d: int) -> str:
+    """§9: WebSocket messages up to ws_max_message_size reach our decoder (4004 for a frame
+    above max_frame_size); a larger one is the WebSocket layer's 1009."""
+    p = await env.session()
+    await p.send(frame({"t": "data", "s": 1, "q": 1, "fin": True, "k": "b"}, b"") .ljust(CFG.ws_max_message_size + d, b"\0"))
+    assert await p.next_item() is None
+    return p.closed()
+
+
+async def probe_prehello_message(env: Env, d: int) -> str:
+    """§5/§9: before hello a WebSocket message of prehello_message_size is accepted (a hello
+    is header-only), one byte more gets 1009."""
+    p = await env.peer()
+    if await p.hello(frame({"t": "hello", "v": 1}, header_size=CFG.prehello_message_size - 4 + d)):
+        await p.send(open_frame_of_size(200))
+        return await answer_of_stream(p, 1, 7)
+    return p.closed()
+
+
+async def probe_message(env: Env, d: int) -> str:
+    """§5: a reassembled client message of max_message_size bytes is delivered, one byte
+    more gets 4005."""
+    p = await env.session()
+    await p.send(frame({"t": "open", "s": 1, "q": 1, "k": "t"}, json.dumps({"op": "emit", "chunks": []}).encode()))
+    msg = command([emit(7), {"op": "end"}], CFG.max_message_size + d)
+    parts = [msg[i:i + 3000] for i in range(0, len(msg), 3000)]
+    for q, part in enumerate(parts, start=2):
+        await p.send(frame({"t": "data", "s": 1, "q": q, "fin": q == len(parts) + 1, "k": "t"}, part))
+    return await answer_of_stream(p, 1, 7)
+
+
+async def probe_streams(env: Env, d: int) -> str:
+    """§4: max_streams_per_session open streams work; the next open gets the stream error
+    too_many_streams (the session goes on)."""
+    p = await env.session()
+    n = CFG.max_streams_per_session + d
+    for sid in range(1, n + 1):  # streams that stay open (no end)
+        body = json.dumps(emit(sid)).encode()
+        await p.send(frame({"t": "open", "s": sid, "q": 1, "k": "t"}, body))
+    answers = {}
+    while len(answers) < n:
+        item = await p.next_item()
+        assert item is not None, p.close
+        t, h, payload = item
+        if t in ("data", "error"):
+            answers[h["s"]] = "ok" if t == "data" and payload == str(h["s"]).encode() else f"{t} {h.get('reason')}"
+    assert all(answers[s] == "ok" for s in range(1, n)), answers  # those below the limit all work
+    return answers[n]
+
+
+PROBES = {
+    "max_frame_size": (probe_frame, lambda d: "ok" if d <= 0 else "close 4004"),
+    "max_header_size": (probe_header, lambda d: "ok" if d <= 0 else "close 4004"),
+    "ws_max_message_size": (probe_ws_message, lambda d: "close 4004" if d <= 0 else "close 1009"),
+    "prehello_message_size": (probe_prehello_message, lambda d: "ok" if d <= 0 else "close 1009"),
+    "max_message_size": (probe_message, lambda d: "ok" if d <= 0 else "close 4005"),
+    "max_streams_per_session": (probe_streams, lambda d: "ok" if d <= 0 else "error too_many_streams"),
+}
+
+
+async def honest_session(env: Env, done: trio.Event, got: list, events: list) -> None:
+    """Request after request on one stream (each message spans two fragments) until `done`
+    and then three more: everything must arrive once, in order, without a disconnect."""
+    async def connect():
+        return env.dial()
+
+    async with Client(connect, CFG, rng=random.Random(2)).run() as client:
+        stream = await client.open(json.dumps({"op": "emit", "chunks": []}))
+        i = 0
+        extra = 3
+        while extra and i < 1000:
+            await stream.send(json.dumps({"op": "emit", "chunks": [{"kind": "text", "seed": i, "chars": 1500}]}))
+            got.append(await stream.receive())
+            i += 1
+            if done.is_set():
+                extra -= 1
+            await trio.sleep(0.05)  # virtual: lets the clock move while probes wait
+        while True:
+            try:
+                events.append(client.status.receive_nowait())
+            except trio.WouldBlock:
+                break
+
+
+async def with_honest_session(body, config: Config = CFG):
+    got: list = []
+    events: list = []
+    async with Server(script_app, config, rng=random.Random(1)) as server, trio.open_nursery() as nursery:
+        env = Env(server, nursery)
+        done = trio.Event()
+        with trio.fail_after(120):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(honest_session, env, done, got, events)
+                while server.stats()["sessions"] < 1:  # the honest session is in first
+                    await trio.sleep(0.01)
+                result = await body(env)
+                done.set()
+        stats = server.stats()
+        nursery.cancel_scope.cancel()
+    assert got == [text(i, 1500) for i in range(len(got))], "the honest session lost, duplicated or reordered"
+    assert len(got) >= 4
+    assert [type(e) for e in events] == [Connected], events
+    assert stats["internal_errors"] == 0 and stats["closed_internal_error"] == 0, stats
+    return result, stats
+
+
+def run(fn, *args):
+    with TracebackWatch() as tracebacks:
+        result = trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+    tracebacks.check("limits")
+    return result
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_each_limit_hit_exactly_beside_an_honest_session(name, d):
+    probe, expected = PROBES[name]
+
+    async def body(env):
+        return await probe(env, d)
+
+    observed, _ = run(with_honest_session, body)
+    assert observed == expected(d), f"{name} at limit{d:+d}: {observed}"
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+def test_max_sessions_exactly_beside_an_honest_session(d):
+    """§9/§10: max_sessions sessions (the honest one included) are welcomed; the next hello
+    gets the retryable 4009, and the sessions already in keep working."""
+    async def body(env):
+        peers, welcomed = [], []
+        for _ in range(CFG.max_sessions - 1 + d):  # one at a time: not a pre-hello flood
+            peers.append(await env.peer())
+            welcomed.append(await peers[-1].hello())
+        assert all(welcomed[:-1]), [p.close for p in peers]
+        for p in peers[:-1]:  # every session that got in still works
+            await p.send(open_frame_of_size(200))
+            assert await answer_of_stream(p, 1, 7) == "ok"
+        return ("ok" if welcomed[-1] else peers[-1].closed()), env.server.stats()["sessions"]
+
+    (observed, sessions), _ = run(with_honest_session, body)
+    assert observed == ("ok" if d <= 0 else "close 4009")
+    assert sessions == min(CFG.max_sessions, CFG.max_sessions + d)
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+def test_prehello_max_connections_exactly(d):
+    """§9: prehello_max_connections connections without a hello are all kept; one more
+    drops exactly one, the oldest; the honest session (past its hello) is not counted."""
+    async def body(env):
+        idle = []
+        for _ in range(CFG.prehello_max_connections + d):  # TCP only, accepted in this order
+            idle.append(env.dial())
+            await trio.sleep(0.01)
+        during = env.server.stats()
+        alive = []
+        for s in idle:  # the oldest is the one dropped: its stream is at EOF
+            try:
+                with trio.move_on_after(0.1):
+                    alive.append(await s.receive_some(1) != b"")
+                    continue
+                alive.append(True)  # nothing to read: still held
+            except trio.BrokenResourceError:
+                alive.append(False)
+        for s in idle:
+            await trio.aclose_forcefully(s)
+        return during, alive
+
+    (during, alive), _ = run(with_honest_session, body)
+    dropped = max(0, d)
+    assert during["prehello_dropped"] == dropped and during["prehello"] == CFG.prehello_max_connections + min(d, 0)
+    assert alive == [False] * dropped + [True] * (len(alive) - dropped)
+
+
+@pytest.mark.parametrize("d", [-1, 1])
+def test_handshake_timeout_exactly(d):
+    """§9: a hello that arrives just before handshake_timeout after the accept is welcomed;
+    one just after it finds the connection closed 4007. (At the instant either is allowed.)"""
+    async def body(env):
+        p = await env.peer()
+        await trio.sleep(CFG.handshake_timeout + d * 0.01)
+        return "ok" if await p.hello() else p.closed()
+
+    observed, _ = run(with_honest_session, body)
+    assert observed == ("ok" if d < 0 else "close 4007")
+
+
+@pytest.mark.parametrize("d", [-1, 1])
+def test_session_ttl_exactly(d):
+    """§9: a resume just before session_ttl after the connection was lost recovers the
+    session; one just after gets reset/session_expired (at the instant either is allowed)."""
+    async def body(env):
+        p = await env.session()
+        w = p.welcome
+        await trio.aclose_forcefully(p.ws._stream)  # an abrupt loss, no close frame
+        await trio.sleep(0)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(CFG.session_ttl + d * 0.01)
+        q = await env.peer()
+        resume = {"session": w["session"], "token": w["token"], "epoch": w["epoch"], "recv": {}}
+        assert await q.hello(frame({"t": "hello", "v": 1, "resume": resume})), q.close
+        return q.welcome["outcome"], q.welcome.get("reason")
+
+    observed, _ = run(with_honest_session, body)
+    assert observed == (("recovered", None) if d < 0 else ("reset", "session_expired"))
+
+
+# -- many at once ------------------------------------------------------------------------------
+CONCURRENT = sorted(PROBES)  # max_sessions and prehello_max_connections are server-wide counts
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CONCURRENT), st.sampled_from([-1, 0, 1])), min_size=2, max_size=4))
+def test_several_limits_crossed_by_several_sessions_at_once(cases):
+    """Each probe on its own session, all at once, beside the honest session: each gets
+    exactly what it would get alone, and the honest session loses nothing."""
+    observed: dict[int, str] = {}
+
+    async def body(env):
+        async def one(i, name, d):
+            observed[i] = await PROBES[name][0](env, d)
+
+        async with trio.open_nursery() as n:
+            for i, (name, d) in enumerate(cases):
+                n.start_soon(one, i, name, d)
+        return observed
+
+    cfg = replace(CFG, max_sessions=len(cases) + 1)
+    result, _ = trio.run(with_honest_session, body, cfg, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert result == {i: PROBES[name][1](d) for i, (name, d) in enumerate(cases)}

@@ -7,8 +7,7 @@ disconnected; the server survives (no internal error, no traceback). Then severa
 crossed by several sessions at once: a Hypothesis grammar of (limit, offset) lists.
 
 Already covered elsewhere and not repeated here: a message above the limit from the app
-(`test_stream_app_limits.py`), the app backlog (`test_stream_backlog.py`), the unfinished
-bytes per session and server-wide (`test_stream_partial.py`), the replay and pool bounds
+(`test_stream_app_limits.py`), the replay and pool bounds
 (`test_stream_core.py`, `test_stream_memory.py`, `test_stream_fairness.py`,
 `test_stream_pressure.py`), the hello deadline counted from accept (`test_stream_prehello.py`).
 """
@@ -38,7 +37,8 @@ from statemodel.stream.testapp import script_app, text
 # alive for the whole test without anyone sending a ping they would have to answer.
 CFG = Config(heartbeat_interval=100.0, dead_after=300.0, send_timeout=300.0, session_ttl=30.0,
              fragment_size=1024, max_frame_size=4096, max_header_size=512, max_message_size=10_000,
-             max_sessions=6, max_streams_per_session=3, prehello_max_connections=4)
+             max_sessions=6, max_streams_per_session=3, prehello_max_connections=4, replay_max_bytes=8192,
+             app_backlog_bytes=3000, server_max_partial_bytes=50_000)
 LIMIT = 1 << 30  # what a raw peer accepts: it must see everything the server says
 
 
@@ -222,6 +222,70 @@ async def probe_streams(env: Env, d: int) -> str:
     return answers[n]
 
 
+async def send_message(p: Peer, sid: int, first_q: int, msg: bytes, *, fin: bool = True, size: int = 3000) -> int:
+    """`msg` as data fragments of at most `size` bytes from seq `first_q`; the next seq."""
+    parts = [msg[i:i + size] for i in range(0, len(msg), size)] or [b""]
+    for i, part in enumerate(parts):
+        await p.send(frame({"t": "data", "s": sid, "q": first_q + i, "fin": fin and i == len(parts) - 1, "k": "t"}, part))
+    return first_q + len(parts)
+
+
+async def probe_unfinished(env: Env, d: int) -> str:
+    """§5: unfinished messages of one session, together, up to max_message_size are kept (and
+    complete); one byte more gets 4005."""
+    p = await env.session()
+    for sid in (1, 2):
+        await p.send(frame({"t": "open", "s": sid, "q": 1, "k": "t"}, json.dumps({"op": "emit", "chunks": []}).encode()))
+    half = CFG.max_message_size // 2
+    sizes = {1: half, 2: CFG.max_message_size - half + d}
+    for sid, size in sizes.items():  # every byte of both messages, no fin yet
+        await send_message(p, sid, 2, command([emit(sid), {"op": "end"}], size), fin=False)
+    answers = []
+    for sid, size in sizes.items():  # the fins, empty: the unfinished bytes stay as they were
+        await p.send(frame({"t": "data", "s": sid, "q": 2 + -(-size // 3000), "fin": True, "k": "t"}))
+    for sid in sizes:
+        answers.append(await answer_of_stream(p, sid, sid))
+        if answers[-1] != "ok":
+            return answers[-1]
+    return "ok"
+
+
+async def probe_app_backlog(env: Env, d: int) -> str:
+    """§4: client messages a stream's app has not read yet, up to app_backlog_bytes, are all
+    delivered once it reads; one byte more fails the stream with app_backlog."""
+    p = await env.session()
+    size = CFG.replay_max_bytes  # two such blobs: the app waits on the second until we ack
+    await p.send(frame({"t": "open", "s": 1, "q": 1, "k": "t"}, json.dumps({"op": "emit", "chunks": [
+        {"kind": "bytes", "seed": 1, "size": size}, {"kind": "bytes", "seed": 2, "size": size}]}).encode()))
+    first = await p.next_item()
+    assert first is not None and first[0] == "data", first
+    last = first[1]["q"]
+    while True:  # the first blob, whole (fragments of fragment_size)
+        if first[1].get("fin"):
+            break
+        first = await p.next_item()
+        assert first is not None and first[0] == "data", first
+        last = first[1]["q"]
+    m1 = command([emit("a")], 1000)
+    m2 = command([emit(8), {"op": "end"}], CFG.app_backlog_bytes - 1000 + d)
+    q = await send_message(p, 1, 2, m1)
+    await send_message(p, 1, q, m2)
+    await p.send(frame({"t": "ping", "a": {}}))  # round trip: both messages are in before we ack
+    while True:
+        await p.send(frame({"t": "ack", "a": {"1": last}}))
+        item = await p.next_item()
+        if item is None:
+            return p.closed()
+        t, h, payload = item
+        if h.get("s") != 1:
+            continue
+        last = h["q"]
+        if t == "error":
+            return f"error {h['reason']}"
+        if t == "data" and payload == b"8":
+            return "ok"
+
+
 PROBES = {
     "max_frame_size": (probe_frame, lambda d: "ok" if d <= 0 else "close 4004"),
     "max_header_size": (probe_header, lambda d: "ok" if d <= 0 else "close 4004"),
@@ -229,6 +293,8 @@ PROBES = {
     "prehello_message_size": (probe_prehello_message, lambda d: "ok" if d <= 0 else "close 1009"),
     "max_message_size": (probe_message, lambda d: "ok" if d <= 0 else "close 4005"),
     "max_streams_per_session": (probe_streams, lambda d: "ok" if d <= 0 else "error too_many_streams"),
+    "unfinished_per_session": (probe_unfinished, lambda d: "ok" if d <= 0 else "close 4005"),
+    "app_backlog_bytes": (probe_app_backlog, lambda d: "ok" if d <= 0 else "error app_backlog"),
 }
 
 
@@ -379,12 +445,36 @@ def test_session_ttl_exactly(d):
     assert observed == (("recovered", None) if d < 0 else ("reset", "session_expired"))
 
 
+@pytest.mark.parametrize("d", [-1, 0, 1])
+def test_server_max_partial_bytes_exactly(d):
+    """§5: unfinished messages of all sessions up to server_max_partial_bytes are kept; one
+    byte more closes the session whose unfinished message is the oldest with the retryable
+    1013 (it replays after a reconnect), even when it is the smaller one, and the newer one
+    completes its message."""
+    cfg = replace(CFG, server_max_partial_bytes=15_000)
+
+    async def body(env):
+        a, b = await env.session(), await env.session()
+        sizes = {}
+        for p, size in ((a, 6000), (b, cfg.server_max_partial_bytes - 6000 + d)):  # the oldest, not the largest
+            await p.send(frame({"t": "open", "s": 1, "q": 1, "k": "t"}, json.dumps({"op": "emit", "chunks": []}).encode()))
+            sizes[p] = await send_message(p, 1, 2, command([emit(7), {"op": "end"}], size), fin=False)
+            await trio.sleep(1)  # a's unfinished message is the older one
+        for p, q in sizes.items():
+            await p.send(frame({"t": "data", "s": 1, "q": q, "fin": True, "k": "t"}))
+        return [await answer_of_stream(p, 1, 7) for p in (a, b)]
+
+    observed, _ = run(with_honest_session, body, cfg)
+    assert observed == (["ok", "ok"] if d <= 0 else ["close 1013", "ok"])
+
+
 # -- many at once ------------------------------------------------------------------------------
 CONCURRENT = sorted(PROBES)  # max_sessions and prehello_max_connections are server-wide counts
 
 
-@settings(max_examples=12, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(CONCURRENT), st.sampled_from([-1, 0, 1])), min_size=2, max_size=4))
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CONCURRENT), st.sampled_from([-1, 0, 1])), min_size=2,
+                max_size=CFG.prehello_max_connections))  # more racing upgrades: the oldest is dropped (§9)
 def test_several_limits_crossed_by_several_sessions_at_once(cases):
     """Each probe on its own session, all at once, beside the honest session: each gets
     exactly what it would get alone, and the honest session loses nothing."""
@@ -399,6 +489,34 @@ def test_several_limits_crossed_by_several_sessions_at_once(cases):
                 n.start_soon(one, i, name, d)
         return observed
 
-    cfg = replace(CFG, max_sessions=len(cases) + 1)
-    result, _ = trio.run(with_honest_session, body, cfg, clock=trio.testing.MockClock(autojump_threshold=0))
+    result, _ = trio.run(with_honest_session, body, clock=trio.testing.MockClock(autojump_threshold=0))
     assert result == {i: PROBES[name][1](d) for i, (name, d) in enumerate(cases)}
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, CFG.max_sessions - 1), st.integers(0, 3))
+def test_hellos_racing_for_the_last_sessions(held, extra):
+    """§9/§10: with `held` sessions in (the honest one too) and more hellos arriving at once
+    than slots are free, exactly the free slots are welcomed and every other hello gets 4009
+    (below the pre-hello count, so none is dropped for that)."""
+    free = CFG.max_sessions - 1 - held
+    racing = min(free + extra, CFG.prehello_max_connections)
+
+    async def body(env):
+        for _ in range(held):
+            await env.session()
+        peers = [await env.peer() for _ in range(racing)]
+        answers: list[str] = []
+
+        async def hello(p):
+            answers.append("ok" if await p.hello() else p.closed())
+
+        async with trio.open_nursery() as n:
+            for p in peers:
+                n.start_soon(hello, p)
+        return sorted(answers), env.server.stats()["sessions"]
+
+    (answers, sessions), _ = trio.run(with_honest_session, body, clock=trio.testing.MockClock(autojump_threshold=0))
+    welcomed = min(free, racing)
+    assert answers == sorted(["ok"] * welcomed + ["close 4009"] * (racing - welcomed))
+    assert sessions == 1 + held + welcomed

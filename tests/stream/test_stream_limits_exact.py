@@ -31,7 +31,7 @@ from statemodel.stream.client import Client, Connected
 from statemodel.stream.config import Config
 from statemodel.stream.frames import decode
 from statemodel.stream.server import Server
-from statemodel.stream.testapp import script_app, text
+from statemodel.stream.testapp import blob, script_app, text
 
 # Tiny limits keep every frame small; long heartbeats keep raw peers (which never ping)
 # alive for the whole test without anyone sending a ping they would have to answer.
@@ -466,6 +466,70 @@ def test_server_max_partial_bytes_exactly(d):
 
     observed, _ = run(with_honest_session, body, cfg)
     assert observed == (["ok", "ok"] if d <= 0 else ["close 1013", "ok"])
+
+
+async def never_ack_then_ack(p: Peer, chunks: list[dict]) -> tuple[list[bytes], list[bytes]]:
+    """Open a stream emitting `chunks` then end; read without acking until the server goes
+    quiet (what it sent: the messages before); then ack as we read until `end` (all)."""
+    await p.send(frame({"t": "open", "s": 1, "q": 1, "k": "t"}, command([{"op": "emit", "chunks": chunks}, {"op": "end"}])))
+    messages: list[bytes] = []
+    part, last, before = b"", 0, None
+    while True:
+        if before is None:
+            with trio.move_on_after(5) as quiet:  # virtual: nothing more comes without an ack
+                item = await p.next_item()
+            if quiet.cancelled_caught:
+                before = list(messages)
+                await p.send(frame({"t": "ack", "a": {"1": last}}))
+                continue
+        else:
+            item = await p.next_item()
+        assert item is not None, p.close
+        t, h, payload = item
+        assert h.get("s") == 1 and h["q"] == last + 1, (t, h, last)  # in order, no gap, no copy
+        last = h["q"]
+        if before is not None:
+            await p.send(frame({"t": "ack", "a": {"1": last}}))
+        if t == "end":
+            return before if before is not None else list(messages), messages
+        assert t == "data", (t, h)
+        part += payload
+        if h["fin"]:
+            messages.append(part)
+            part = b""
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+def test_replay_max_bytes_exactly(d):
+    """§6: the server's app produces while its unacked bytes are below replay_max_bytes (a
+    message is admitted whole, so the bound is overshot by at most one); at the bound it
+    waits; an ack resumes it and nothing is lost, copied or reordered."""
+    size = 1000
+    n = CFG.replay_max_bytes // size  # messages of `size` bytes: after n of them, bound - r
+    first = size + (CFG.replay_max_bytes - n * size) + d  # ...so after n: exactly bound + d
+    chunks = [{"kind": "bytes", "seed": i, "size": first if i == 0 else size} for i in range(n + 4)]
+
+    async def body(env):
+        return await never_ack_then_ack(await env.session(), chunks)
+
+    (before, everything), _ = run(with_honest_session, body)
+    assert len(before) == (n + 1 if d < 0 else n)
+    assert everything == [blob(c["seed"], c["size"]) for c in chunks]
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+def test_replay_max_count_exactly(d):
+    """§6: the app produces while fewer than replay_max_count items are unacked; exactly
+    that many go out before an ack, then the rest, in order, each once."""
+    cfg = replace(CFG, replay_max_count=6)
+    chunks = [{"kind": "json", "value": i} for i in range(cfg.replay_max_count + d)]
+
+    async def body(env):
+        return await never_ack_then_ack(await env.session(), chunks)
+
+    (before, everything), _ = run(with_honest_session, body, cfg)
+    assert len(before) == min(len(chunks), cfg.replay_max_count)
+    assert everything == [str(i).encode() for i in range(len(chunks))]
 
 
 # -- many at once ------------------------------------------------------------------------------

@@ -553,7 +553,7 @@ def test_several_limits_crossed_by_several_sessions_at_once(cases):
                 n.start_soon(one, i, name, d)
         return observed
 
-    result, _ = trio.run(with_honest_session, body, clock=trio.testing.MockClock(autojump_threshold=0))
+    result, _ = run(with_honest_session, body)
     assert result == {i: PROBES[name][1](d) for i, (name, d) in enumerate(cases)}
 
 
@@ -580,7 +580,7 @@ def test_hellos_racing_for_the_last_sessions(held, extra):
                 n.start_soon(hello, p)
         return sorted(answers), env.server.stats()["sessions"]
 
-    (answers, sessions), _ = trio.run(with_honest_session, body, clock=trio.testing.MockClock(autojump_threshold=0))
+    (answers, sessions), _ = run(with_honest_session, body)
     welcomed = min(free, racing)
     assert answers == sorted(["ok"] * welcomed + ["close 4009"] * (racing - welcomed))
     assert sessions == 1 + held + welcomed

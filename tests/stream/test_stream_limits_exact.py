@@ -7,13 +7,14 @@ disconnected; the server survives (no internal error, no traceback). Then severa
 crossed by several sessions at once: a Hypothesis grammar of (limit, offset) lists.
 
 Already covered elsewhere and not repeated here: a message above the limit from the app
-(`test_stream_app_limits.py`), the replay and pool bounds
-(`test_stream_core.py`, `test_stream_memory.py`, `test_stream_fairness.py`,
-`test_stream_pressure.py`), the hello deadline counted from accept (`test_stream_prehello.py`).
+(`test_stream_app_limits.py`); parking, shedding and the fairness bound of the shared pool
+(`test_stream_fairness.py`, `test_stream_pressure.py`); the hello deadline counted from
+accept (`test_stream_prehello.py`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import struct
@@ -123,6 +124,7 @@ class Peer:
 class Env:
     def __init__(self, server: Server, nursery: trio.Nursery) -> None:
         self.server, self.nursery = server, nursery
+        self.honest_go = trio.Event()  # the honest session starts once this is set
 
     def dial(self) -> trio.abc.Stream:
         c, s = trio.testing.memory_stream_pair()
@@ -304,6 +306,7 @@ async def honest_session(env: Env, done: trio.Event, got: list, events: list) ->
     async def connect():
         return env.dial()
 
+    await env.honest_go.wait()
     async with Client(connect, CFG, rng=random.Random(2)).run() as client:
         stream = await client.open(json.dumps({"op": "emit", "chunks": []}))
         i = 0
@@ -322,16 +325,21 @@ async def honest_session(env: Env, done: trio.Event, got: list, events: list) ->
                 break
 
 
-async def with_honest_session(body, config: Config = CFG):
+async def with_honest_session(body, config: Config = CFG, *, honest_later: bool = False):
+    """Run `body(env)` beside the honest session: started first, or (`honest_later`) when
+    the body sets `env.honest_go`."""
     got: list = []
     events: list = []
     async with Server(script_app, config, rng=random.Random(1)) as server, trio.open_nursery() as nursery:
         env = Env(server, nursery)
+        env.got = got
         done = trio.Event()
         with trio.fail_after(120):
             async with trio.open_nursery() as inner:
                 inner.start_soon(honest_session, env, done, got, events)
-                while server.stats()["sessions"] < 1:  # the honest session is in first
+                if not honest_later:
+                    env.honest_go.set()
+                while not honest_later and server.stats()["sessions"] < 1:  # the honest session is in first
                     await trio.sleep(0.01)
                 result = await body(env)
                 done.set()
@@ -344,9 +352,9 @@ async def with_honest_session(body, config: Config = CFG):
     return result, stats
 
 
-def run(fn, *args):
+def run(fn, *args, **kwargs):
     with TracebackWatch() as tracebacks:
-        result = trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+        result = trio.run(functools.partial(fn, *args, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
     tracebacks.check("limits")
     return result
 
@@ -468,7 +476,7 @@ def test_server_max_partial_bytes_exactly(d):
     assert observed == (["ok", "ok"] if d <= 0 else ["close 1013", "ok"])
 
 
-async def never_ack_then_ack(p: Peer, chunks: list[dict]) -> tuple[list[bytes], list[bytes]]:
+async def never_ack_then_ack(p: Peer, chunks: list[dict], on_quiet=None) -> tuple[list[bytes], list[bytes]]:
     """Open a stream emitting `chunks` then end; read without acking until the server goes
     quiet (what it sent: the messages before); then ack as we read until `end` (all)."""
     await p.send(frame({"t": "open", "s": 1, "q": 1, "k": "t"}, command([{"op": "emit", "chunks": chunks}, {"op": "end"}])))
@@ -476,10 +484,12 @@ async def never_ack_then_ack(p: Peer, chunks: list[dict]) -> tuple[list[bytes], 
     part, last, before = b"", 0, None
     while True:
         if before is None:
-            with trio.move_on_after(5) as quiet:  # virtual: nothing more comes without an ack
+            with trio.move_on_after(CFG.stall_after / 4) as quiet:  # virtual; before any parking
                 item = await p.next_item()
             if quiet.cancelled_caught:
                 before = list(messages)
+                if on_quiet is not None:
+                    await on_quiet()
                 await p.send(frame({"t": "ack", "a": {"1": last}}))
                 continue
         else:
@@ -530,6 +540,46 @@ def test_replay_max_count_exactly(d):
     (before, everything), _ = run(with_honest_session, body, cfg)
     assert len(before) == min(len(chunks), cfg.replay_max_count)
     assert everything == [str(i).encode() for i in range(len(chunks))]
+
+
+@pytest.mark.parametrize("d", [-1, 0, 1])
+@pytest.mark.parametrize("bound", ["bytes", "items"])
+def test_server_max_buffered_exactly(bound, d):
+    """§6: the shared pool. A session's app produces while the pool holds less than
+    server_max_buffered_bytes / _items (its own bounds far away); at the bound it waits.
+    Meanwhile a session holding nothing still gets its messages (one at a time: the
+    overdraft), so the honest one streams while the pool is full; the ack resumes the
+    first, nothing lost, copied or reordered."""
+    size = 1000
+    if bound == "bytes":
+        cfg = replace(CFG, server_max_buffered_bytes=8192, replay_max_bytes=1 << 20)
+        n = cfg.server_max_buffered_bytes // size
+        first = size + (cfg.server_max_buffered_bytes - n * size) + d
+        chunks = [{"kind": "bytes", "seed": i, "size": first if i == 0 else size} for i in range(n + 4)]
+        expected_before = n + 1 if d < 0 else n
+    else:
+        cfg = replace(CFG, server_max_buffered_items=6, replay_max_count=4096)
+        chunks = [{"kind": "bytes", "seed": i, "size": 10} for i in range(cfg.server_max_buffered_items + d)]
+        expected_before = min(len(chunks), cfg.server_max_buffered_items)
+
+    async def body(env):
+        async def honest_now():
+            env.honest_go.set()
+            # virtual time, less than stall_after: the first session is not parked yet, so
+            # the honest one streams on the overdraft alone while the pool is full
+            await trio.sleep(cfg.stall_after / 2)
+            progress.append(len(env.got))
+
+        result = await never_ack_then_ack(await env.session(), chunks, honest_now)
+        if not env.honest_go.is_set():  # below the bound everything came at once: no quiet moment
+            await honest_now()
+        return result
+
+    progress: list[int] = []
+    (before, everything), _ = run(with_honest_session, body, cfg, honest_later=True)
+    assert len(before) == expected_before
+    assert progress[0] >= 3, f"the honest session got {progress[0]} messages while the pool was full"
+    assert everything == [blob(c["seed"], c["size"]) for c in chunks]
 
 
 # -- many at once ------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ async def probe_ws_message(env: Env, d: int) -> str:
     """§9: WebSocket messages up to ws_max_message_size reach our decoder (4004 for a frame
     above max_frame_size); a larger one is the WebSocket layer's 1009."""
     p = await env.session()
-    await p.send(frame({"t": "data", "s": 1, "q": 1, "fin": True, "k": "b"}, b"") .ljust(CFG.ws_max_message_size + d, b"\0"))
+    await p.send(frame({"t": "data", "s": 1, "q": 1, "fin": True, "k": "b"}, b"").ljust(CFG.ws_max_message_size + d, b"\0"))
     assert await p.next_item() is None
     return p.closed()
 

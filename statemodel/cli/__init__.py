@@ -31,12 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _only_interrupts(exc: BaseException) -> bool:
+    """A Ctrl-C, bare or as trio raises it out of a nursery (inside an exception group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Ctrl-C is how `serve`, `proxy` and `bench` stop: one line, not trio's group traceback.
+        if not _only_interrupts(exc):
+            raise
         print(f"statemodel {args.command}: error: interrupted", file=sys.stderr)
         return 2
 

@@ -1,0 +1,46 @@
+"""Ctrl-C stops `serve` and `proxy` (their only way to stop) with one line and exit 2.
+
+trio raises the KeyboardInterrupt out of the command's nursery inside an exception group;
+`main()` caught only a bare one, so every Ctrl-C printed trio's group traceback and exited 1
+(which `fuzz` uses for "a failure was found")."""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import subprocess
+import sys
+
+import pytest
+from cli_helpers import cli_env
+
+
+def _first_line(proc: subprocess.Popen, bound: float = 60.0) -> str:
+    """The command's first stdout line (its banner), waiting at most ``bound`` seconds."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(bound):
+            proc.kill()
+            pytest.fail(f"no banner within {bound} s: {proc.args}")
+    return proc.stdout.readline()
+
+
+@pytest.mark.parametrize("argv, banner", [
+    (["serve", "--port", "0", "--app", "script"], "statemodel serve: ws://127.0.0.1:"),
+    (["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--control", "127.0.0.1:0"],
+     "proxy listening on 127.0.0.1:"),
+], ids=["serve", "proxy"])
+def test_ctrl_c_ends_a_long_running_command_with_one_line_and_exit_2(argv, banner, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "statemodel", *argv], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _first_line(proc).startswith(banner)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert err.strip() == f"statemodel {argv[0]}: error: interrupted"
+    assert proc.returncode == 2

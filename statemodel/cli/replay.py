@@ -47,6 +47,7 @@ def load_reproducer(path: Path) -> dict:
             raise BadInput(f"{path} is not a statemodel trace.json (needs machine, options, program)")
         if not isinstance(data["program"], str) or not isinstance(data["options"], dict):
             raise BadInput(f"{path} holds no runnable step program")
+        _check_fields(path, data)
         return data
     if path.suffix == ".py":
         spec = importlib.util.spec_from_file_location("statemodel_repro", path)
@@ -66,6 +67,31 @@ def load_reproducer(path: Path) -> dict:
     raise BadInput(f"{path}: expected a folder, repro_test.py or trace.json")
 
 
+def _check_fields(path: Path, data: dict) -> None:
+    """A hand-edited trace.json gets a one-line error naming the field, not a traceback."""
+    opts = data["options"]
+    text = lambda v: isinstance(v, str)  # noqa: E731
+    names = lambda v: isinstance(v, list) and all(map(text, v))  # noqa: E731
+    for field, value, ok, what in (("machine", data["machine"], text, "a string"),
+                                   ("options.target", opts.get("target", ""), text, "a string"),
+                                   ("options.transport", opts.get("transport", ""), text, "a string"),
+                                   ("options.mutants", opts.get("mutants", []), names, "a list of names")):
+        if not ok(value):
+            raise BadInput(f"{path}: {field} must be {what}, got {json.dumps(value)}")
+
+
+def _preflight(loaded, options) -> None:
+    """A ws:// reproducer whose server is down is an error of the replay (exit 2), as for
+    `fuzz`: without this the dead server "failed" the program with recovery within bound."""
+    from statemodel.fuzz.machine import DEFAULT_MACHINE
+    from statemodel.target import check_target
+    from statemodel.target.preflight import preflight
+
+    if loaded.spec == DEFAULT_MACHINE:
+        check_target(options)
+        preflight(options)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -76,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from statemodel.report.console import print_timeline
     from statemodel.report.program import ProgramError, error_summary, run_program
     from statemodel.report.timeline import render_html
+    from statemodel.target.preflight import TargetUnavailable
 
     console = Console(soft_wrap=True)
     try:
@@ -88,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
             cls = loaded.machine_class(options)
         except (TypeError, ValueError, KeyError) as exc:  # e.g. a mutant this build does not have
             raise MachineUnavailable(f"the machine rejected the reproducer's options: {exc}") from exc
+        _preflight(loaded, options)
         with Recorder.paused():
             outcome = run_program(cls, data["program"])
-    except (BadInput, MachineUnavailable, ProgramError) as exc:
+    except (BadInput, MachineUnavailable, ProgramError, TargetUnavailable, ValueError) as exc:
         return error("replay", str(exc))
     recorder = getattr(outcome.state, "recorder", None)
     recording = recorder.to_json() if recorder is not None else None

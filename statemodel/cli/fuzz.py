@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         preflight(config)
     except (MachineUnavailable, DatabaseError, ValueError, TargetUnavailable) as exc:
         return error("fuzz", str(exc))
+    if args.report:
+        try:
+            report.prepare(args.report)
+        except OSError as exc:
+            return error("fuzz", f"cannot write the report to {args.report}: {exc.strerror or exc}")
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "
           f"target {config.target} over {config.transport}"
           + (f", mutants {', '.join(config.mutants)}" if config.mutants else ""), file=sys.stderr)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -121,6 +123,19 @@ def junit(result: FuzzResult) -> ET.ElementTree:
             f"examples={w.examples} steps={w.steps} trace_digest={w.trace_digest}"
         )
     return ET.ElementTree(suite)
+
+
+def prepare(directory: str | os.PathLike) -> Path:
+    """Create the report directory and write a file in it before the run starts: found only
+    at the end, an unwritable ``--report`` cost the whole run (an hour, at night) and its
+    reproducers. Raises ``OSError`` with a message naming the path."""
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it exists and is not a directory", str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out, prefix=".statemodel-write-check-"):
+        pass
+    return out
 
 
 def write(result: FuzzResult, directory: str | os.PathLike) -> Path:

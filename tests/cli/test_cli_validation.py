@@ -130,3 +130,19 @@ def test_proxy_reports_a_taken_port_in_one_line(capsys):
         assert main(["proxy", "--listen", f"127.0.0.1:{port}", "--upstream", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"statemodel proxy: error: cannot listen on 127.0.0.1:{port}") and "Traceback" not in err
+
+
+# ---- the report directory -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, reason", [
+    ("a-file", "it exists and is not a directory"),
+    ("a-file/sub", "Not a directory"),
+], ids=["a-file", "under-a-file"])
+def test_fuzz_refuses_a_report_directory_it_cannot_write_before_running(name, reason, tmp_path, capsys):
+    """Checked only at the end, an unwritable --report lost the whole run and its reproducers."""
+    (tmp_path / "a-file").write_text("")
+    report = tmp_path / name
+    assert main(["fuzz", "--examples", "1", "--seed", "1", "--report", str(report)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == f"statemodel fuzz: error: cannot write the report to {report}: {reason}"
+    assert "examples" not in captured.out and "seed 1" not in captured.err  # nothing ran

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -138,8 +139,33 @@ def prepare(directory: str | os.PathLike) -> Path:
     return out
 
 
+REPORT_FILES = frozenset({"trace.json", "timeline.html", "repro_test.py"})
+
+
+def _ours(path: Path) -> bool:
+    """A file this writer writes, or the bytecode ``pytest failure-N/repro_test.py`` leaves."""
+    if path.is_symlink():
+        return False
+    if path.name == "__pycache__" and path.is_dir():
+        return all(f.suffix == ".pyc" and f.is_file() and not f.is_symlink() for f in path.iterdir())
+    return path.name in REPORT_FILES and path.is_file()
+
+
+def _remove_stale_failures(out: Path, written: list[str]) -> None:
+    """Remove the ``failure-N`` folders an older run left beyond this run's: beside a clean
+    summary.json they looked like findings of this run, and ``replay out/failure-2`` replayed
+    an old bug. A folder holding anything but what this writer (and pytest) put there is kept."""
+    for folder in out.glob("failure-*"):
+        if (folder.name in written or not folder.name[len("failure-"):].isdigit() or not folder.is_dir()
+                or folder.is_symlink()):
+            continue
+        if all(map(_ours, folder.iterdir())):
+            shutil.rmtree(folder)
+
+
 def write(result: FuzzResult, directory: str | os.PathLike) -> Path:
-    """Write the report; returns the directory. Existing failure folders are replaced."""
+    """Write the report; returns the directory. Existing failure folders are replaced, and
+    those beyond this run's removed (``_remove_stale_failures``)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     folders = []
@@ -153,7 +179,10 @@ def write(result: FuzzResult, directory: str | os.PathLike) -> Path:
         (folder / "timeline.html").write_text(render_html(trace))
         if failure.program:
             (folder / "repro_test.py").write_text(render_repro(failure, name))
+        else:
+            (folder / "repro_test.py").unlink(missing_ok=True)  # an older run's, for another failure
         folders.append(name)
+    _remove_stale_failures(out, folders)
     (out / "summary.json").write_text(json.dumps(summary(result, folders), indent=2, sort_keys=True))
     tree = junit(result)
     ET.indent(tree)

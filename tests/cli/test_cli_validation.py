@@ -146,3 +146,23 @@ def test_fuzz_refuses_a_report_directory_it_cannot_write_before_running(name, re
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines()[-1] == f"statemodel fuzz: error: cannot write the report to {report}: {reason}"
     assert "examples" not in captured.out and "seed 1" not in captured.err  # nothing ran
+
+
+def test_a_report_directory_of_an_older_run_keeps_no_stale_failure_folders(tmp_path, capsys):
+    """A clean run into a report folder that held failure-1 and failure-2 of an older run (one
+    replayed with pytest, one with a file of the user's): summary.json says no failures, and no
+    failure folder of ours says otherwise; the user's file is kept."""
+    out = tmp_path / "out"
+    for n in (1, 2):
+        folder = out / f"failure-{n}"
+        (folder / "__pycache__").mkdir(parents=True)
+        for name in ("trace.json", "timeline.html", "repro_test.py", "__pycache__/repro_test.cpython-311.pyc"):
+            (folder / name).write_text("{}")
+    (out / "failure-2" / "notes.txt").write_text("mine")
+    (out / "failure-x").mkdir()
+    assert main(["fuzz", "--examples", "1", "--seed", "1", "--report", str(out)]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "summary.json").read_text())["failures"] == []
+    assert not (out / "failure-1").exists()
+    assert (out / "failure-2" / "notes.txt").read_text() == "mine"  # not only ours: left whole
+    assert (out / "failure-x").is_dir()

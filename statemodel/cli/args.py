@@ -52,10 +52,16 @@ def fraction(text: str) -> float:
 
 
 def seed(text: str) -> int:
+    """A whole number, 0 or more: Python's (and so Hypothesis') seeding takes an int's absolute
+    value, so ``--seed -5`` silently re-ran ``--seed 5``."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value} (Python's seeding takes "
+                                         f"the absolute value: it would repeat seed {-value})")
+    return value
 
 
 def port(text: str) -> int:
@@ -72,6 +78,15 @@ def hostport(text: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0-65535 (e.g. 127.0.0.1:9000), got {text!r}")
     return host, int(port_text)
+
+
+def mutant_names(text: str) -> list[str]:
+    """One or more names (comma-separated), checked later by the machine, whose mutants they
+    are: an empty value (``--mutant ''``, ``--mutant ,``) switched nothing on, silently."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a mutant name (see `statemodel mutants --list`), got {text!r}")
+    return names
 
 
 def mutant(text: str) -> list[str]:

@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 
-from statemodel.cli.args import error, positive_float, positive_int, seconds, seed
+from statemodel.cli.args import error, flatten, mutant_names, positive_float, positive_int, seconds, seed
 
 HELP = "Fuzz the resumable stream with the state machine; exit 1 when a failure is found."
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "itself stops at 300)")
     parser.add_argument("--seed", type=seed, default=None,
                         help="Base seed; worker i uses seed+i (default: random, printed so the run can be repeated)")
-    parser.add_argument("--mutant", action="append", default=[], metavar="NAME",
+    parser.add_argument("--mutant", type=mutant_names, action="append", default=[], metavar="NAME",
                         help="Switch on a reference-implementation bug (repeatable or comma-separated; "
                              "see `statemodel mutants --list`)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
@@ -61,11 +61,8 @@ SHARED_NOTE = ("  #shared=1 added: the workers share the server, so a reset its 
 def config_from_args(args: argparse.Namespace):
     from statemodel.fuzz import FuzzConfig
 
-    mutants = []
-    for item in args.mutant:
-        mutants.extend(m.strip() for m in item.split(",") if m.strip())
     return FuzzConfig(
-        target=args.target, transport=args.transport, mutants=tuple(sorted(set(mutants))),
+        target=args.target, transport=args.transport, mutants=tuple(flatten(args.mutant)),
         examples=args.examples, duration=args.duration,
         seed=args.seed if args.seed is not None else secrets.randbelow(2**32),
         workers=args.workers, db=args.db, profile=args.profile, machine=args.machine,

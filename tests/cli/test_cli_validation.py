@@ -166,3 +166,30 @@ def test_a_report_directory_of_an_older_run_keeps_no_stale_failure_folders(tmp_p
     assert not (out / "failure-1").exists()
     assert (out / "failure-2" / "notes.txt").read_text() == "mine"  # not only ours: left whole
     assert (out / "failure-x").is_dir()
+
+
+# ---- seeds and mutant names that ran something else than asked ------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["fuzz", "--examples", "1", "--seed", "-5"],
+    ["bench", "--quick", "--seed", "-5"],
+    ["mutants", "--seed", "-5"],
+    ["soak", "--duration", "1", "--sessions", "1", "--seed", "-5"],
+    ["proxy", "--upstream", "127.0.0.1:9", "--seed", "-5"],
+], ids=["fuzz", "bench", "mutants", "soak", "proxy"])
+def test_a_negative_seed_is_refused_it_would_repeat_its_positive_twin(argv, capsys):
+    """random.Random(-5) is random.Random(5): `fuzz --seed -5` printed seed -5 and ran seed 5's
+    examples (the same trace_digest)."""
+    assert "argument --seed: must be 0 or more, got -5" in _usage_error(argv, capsys)
+
+
+def test_a_negative_seed_did_repeat_its_positive_twin():
+    """Why the above: the seeding the fuzz batches use cannot tell -5 from 5."""
+    import random
+
+    assert random.Random(-5).random() == random.Random(5).random()
+
+
+@pytest.mark.parametrize("value", ["", " , ", ","])
+def test_fuzz_refuses_an_empty_mutant_name_instead_of_fuzzing_without_one(value, capsys):
+    assert "argument --mutant: expected a mutant name" in _usage_error(["fuzz", "--examples", "1", "--mutant", value], capsys)

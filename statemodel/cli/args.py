@@ -64,6 +64,13 @@ def seed(text: str) -> int:
     return value
 
 
+def nonempty(text: str) -> str:
+    """A path or URL: an empty one (an unset shell variable) would silently mean "none"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path or URL, got an empty string")
+    return text
+
+
 def port(text: str) -> int:
     """A TCP port, 0-65535 (0 = any free port)."""
     if not text.isdigit() or not 0 <= int(text) <= 65535:

@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 
-from statemodel.cli.args import error, flatten, mutant_names, positive_float, positive_int, seconds, seed
+from statemodel.cli.args import error, flatten, mutant_names, nonempty, positive_float, positive_int, seconds, seed
 
 HELP = "Fuzz the resumable stream with the state machine; exit 1 when a failure is found."
 
@@ -40,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "see `statemodel mutants --list`)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="Worker processes sharing one example database (default 1)")
-    parser.add_argument("--db", metavar="PATH|redis://HOST:PORT/DB",
+    parser.add_argument("--db", type=nonempty, metavar="PATH|redis://HOST:PORT/DB",
                         help="Example database shared by workers and machines: a directory or a Redis URL "
                              "(optional ?prefix=NAME); default: none")
-    parser.add_argument("--report", metavar="DIR",
+    parser.add_argument("--report", type=nonempty, metavar="DIR",
                         help="Write summary.json, junit.xml and a reproducer folder per root cause here")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev",
                         help="Hypothesis settings profile (default dev); flags above override it")
@@ -72,10 +72,16 @@ def config_from_args(args: argparse.Namespace):
 
 def preflight(config) -> None:
     """Fail fast (exit 2) on a machine, target or database that cannot work, before any worker starts."""
+    from hypothesis import Phase, settings
+
+    import statemodel.profiles  # noqa: F401  (registers the profiles)
     from statemodel.fuzz import load_machine, open_database
     from statemodel.fuzz.machine import MachineUnavailable, build_options
     from statemodel.target.preflight import preflight as preflight_target
 
+    if config.db is None and Phase.generate not in settings.get_profile(config.profile).phases:
+        raise ValueError(f"--profile {config.profile} generates nothing: it re-runs what --db holds, "
+                         f"so it needs --db PATH|redis://… (the database an earlier run saved to)")
     loaded = load_machine(config.machine)
     options = build_options(loaded, config.target, config.transport, config.mutants)
     try:

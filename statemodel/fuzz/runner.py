@@ -320,7 +320,9 @@ def run_worker(
                 result.shrink_seconds += time.monotonic() - phases.shrink_started
             if raised is not None and _skipped(raised):
                 # e.g. the replay profile with nothing in the database: nothing to run
-                result.note = str(raised)
+                result.note = ("nothing to replay: the example database holds no saved example of "
+                               "this machine and these options" if Phase.generate not in settings.phases
+                               else str(raised))
                 break
             final = Recorder.last if Recorder.last is not None and Recorder.last.kind == "replay" else None
             if raised is None and phases.shrink_started is not None:

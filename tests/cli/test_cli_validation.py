@@ -193,3 +193,24 @@ def test_a_negative_seed_did_repeat_its_positive_twin():
 @pytest.mark.parametrize("value", ["", " , ", ","])
 def test_fuzz_refuses_an_empty_mutant_name_instead_of_fuzzing_without_one(value, capsys):
     assert "argument --mutant: expected a mutant name" in _usage_error(["fuzz", "--examples", "1", "--mutant", value], capsys)
+
+
+def test_the_replay_profile_without_a_database_is_refused(capsys):
+    """It generates nothing: without --db it ran 0 examples and exited 0, as if all was well."""
+    assert main(["fuzz", "--profile", "replay"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statemodel fuzz: error: --profile replay generates nothing") and "--db" in err
+
+
+def test_the_replay_profile_on_an_empty_database_says_there_was_nothing_to_replay(tmp_path, capsys):
+    assert main(["fuzz", "--profile", "replay", "--db", str(tmp_path / "db")]) == 0
+    err = capsys.readouterr().err
+    assert "worker 0: nothing to replay: the example database holds no saved example" in err
+    assert "Hypothesis has been told" not in err
+
+
+@pytest.mark.parametrize("option", ["--db", "--report"])
+def test_an_empty_db_or_report_path_is_refused_not_taken_as_none(option, capsys):
+    """`--report "$OUT"` with OUT unset wrote no report, and `--db ""` used no database, silently."""
+    err = _usage_error(["fuzz", "--examples", "1", option, ""], capsys)
+    assert f"argument {option}: expected a path or URL, got an empty string" in err

@@ -288,6 +288,7 @@ def run_worker(
                                 derandomize=False, report_multiple_bugs=False)
             seed_value = batch_seed(base_seed, batch)
             phases = current[0] = Phases()
+            examples_before = col.examples
 
             def stop() -> bool:
                 if should_stop() or phases.tester is not None:
@@ -359,7 +360,9 @@ def run_worker(
                         result.error = (f"gave up after {len(result.tester_errors)} batches ended in the "
                                         f"tester's own error (below)")
                         break
-                    # fall through to the next batch
+                    # fall through to the next batch, which runs the examples this one did not:
+                    # `--examples 300` ran 6 and exited after one error in batch 0's first examples
+                    size = col.examples - examples_before
                 else:
                     shrunk = Phase.shrink in settings.phases and result.shrink_stopped is None
                     with Recorder.paused():

@@ -39,3 +39,27 @@ class LateHarnessErrorMachine(RuleBasedStateMachine):
 
 def machine_class_late(options):
     return LateHarnessErrorMachine
+
+
+def machine_class_once(options):
+    """Hypothesis raises in the 3rd example the class runs, and never again: one batch's
+    tester error in a run whose other batches are clean (a fresh class per worker, so each
+    run counts from 0)."""
+
+    class OnceHarnessErrorMachine(RuleBasedStateMachine):
+        built = 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            from statemodel.record import Recorder
+
+            type(self).built += 1
+            self.recorder = Recorder()
+
+        @rule(x=st.integers(0, 3), data=st.data())
+        def step(self, x: int, data) -> None:
+            self.recorder.step("step", {"x": repr(x)})
+            if type(self).built == 3:
+                data.draw(st.integers(min_value=5, max_value=1))  # Hypothesis raises: min > max
+
+    return OnceHarnessErrorMachine

@@ -30,8 +30,8 @@ def test_an_error_hypothesis_raises_inside_an_example_is_an_error_of_the_run() -
     exception" (at Hypothesis' own file)."""
     result = run(FuzzConfig(machine="harness_error_machine:machine_class", seed=1, examples=5, profile="dev"))
     assert result.failures == []
-    assert len(result.errors) == 1 and result.exit_code == 2
-    error = result.errors[0]
+    assert result.exit_code == 2  # it recurs in every batch: the worker gives up (MAX_TESTER_ERRORS)
+    error = result.errors[1]
     assert f"worker 0: batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in error
     assert WHAT_TO_DO in error
 
@@ -61,15 +61,17 @@ def test_a_tester_error_ends_its_batch_not_the_night() -> None:
     """One FlakyStrategyDefinition used to end the worker (InfrastructureError) and lose its
     counts: a nightly run lost the rest of its night. Batch 0 (200 examples) runs clean, the
     machine turns flaky in batch 1: the worker reports that batch's error, goes on with batch
-    2, and keeps every count; exit 2 (an error of the run), no failure."""
+    2 (and 3: the examples the errored batches did not run), keeps every count, and gives up
+    at MAX_TESTER_ERRORS; exit 2 (an error of the run), no failure."""
     result = run(FuzzConfig(machine="late_flaky_machine:machine_class", seed=1, examples=450, profile="dev"))
     worker = result.workers[0]
     assert result.failures == [] and result.exit_code == 2
     assert worker.examples > 200 and worker.steps > 0  # batch 0's 200 and more, not lost
     assert [e.split(":", 1)[0] for e in worker.tester_errors] == [
-        "batch 1 (seed 15471431920398990283)", "batch 2 (seed 7438520176602755083)"]
-    assert worker.error is None  # it did not give up: two errors, under MAX_TESTER_ERRORS
-    assert all(f"{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition" in e for e in result.errors)
+        "batch 1 (seed 15471431920398990283)", "batch 2 (seed 7438520176602755083)",
+        "batch 3 (seed 9652040389593855171)"]  # batch 3: what batches 1 and 2 did not run
+    assert worker.error is not None  # three errors: MAX_TESTER_ERRORS
+    assert all(f"{NOT_THE_TARGET}: Hypothesis' own FlakyStrategyDefinition" in e for e in result.errors[1:])
 
 
 def test_a_worker_gives_up_after_max_tester_errors() -> None:
@@ -176,7 +178,7 @@ def test_a_tester_error_is_not_shrunk_nor_announced_as_found() -> None:
         result = run_worker(FuzzConfig(machine="harness_error_machine:machine_class_late", seed=1,
                                        examples=40, profile="dev"), progress=seen)
     assert result.failures == [] and result.shrink_runs == 0 and result.shrink_seconds == 0
-    assert [e.split(":", 1)[0] for e in result.tester_errors] == ["batch 0 (seed 1)"]
+    assert [e.split(":", 1)[0] for e in result.tester_errors][0] == "batch 0 (seed 1)"
     assert f"{NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in result.tester_errors[0]
     # not shrunk, so the report says where in its example it was raised (the rule that raised)
     assert re.search(r" It was raised in or right after step \d+ of its example, step\(x=[0-3]\)\.$",
@@ -185,3 +187,14 @@ def test_a_tester_error_is_not_shrunk_nor_announced_as_found() -> None:
     printed = out.getvalue()
     assert "FOUND" not in printed and "shrinking" not in printed
     assert f"ERROR: batch 0 (seed 1): {NOT_THE_TARGET}: Hypothesis' own InvalidArgument" in printed
+
+
+def test_a_tester_error_early_in_an_examples_run_leaves_the_rest_to_the_next_batch() -> None:
+    """`--examples 300` whose batch 0 (200 examples) ended in a tester error at its 3rd example
+    ran 6 examples in all: the errored batch's whole quota was counted as done. The next batch
+    now runs what it did not, so the run still generates the examples asked for."""
+    result = run(FuzzConfig(machine="harness_error_machine:machine_class_once", seed=1, examples=50,
+                            profile="dev"))
+    worker = result.workers[0]
+    assert [e.split(":", 1)[0] for e in worker.tester_errors] == ["batch 0 (seed 1)"]
+    assert worker.examples == 50 and result.exit_code == 2

@@ -61,11 +61,17 @@ SHARED_NOTE = ("  #shared=1 added: the workers share the server, so a reset its 
 def config_from_args(args: argparse.Namespace):
     from statemodel.fuzz import FuzzConfig
 
+    workers = args.workers
+    if args.examples is not None and workers > args.examples:
+        # every worker runs one example at least: `--workers 3 --examples 1` ran 3
+        print(f"statemodel fuzz: note: {args.examples} example(s) need no more than {args.examples} "
+              f"worker(s), not {workers}", file=sys.stderr)
+        workers = args.examples
     return FuzzConfig(
         target=args.target, transport=args.transport, mutants=tuple(flatten(args.mutant)),
         examples=args.examples, duration=args.duration,
         seed=args.seed if args.seed is not None else secrets.randbelow(2**32),
-        workers=args.workers, db=args.db, profile=args.profile, machine=args.machine,
+        workers=workers, db=args.db, profile=args.profile, machine=args.machine,
         shrink_budget=args.shrink_budget,
     )
 

@@ -109,3 +109,15 @@ def test_examples_run_in_batches_that_bound_hypothesis_memory(monkeypatch):
     assert sizes == [30, 30, 10]
     assert seeds == [runner.batch_seed(3, b) for b in range(3)] and len(set(seeds)) == 3
     assert result.examples >= 70 and not result.failures
+
+
+def test_more_workers_than_examples_runs_the_examples_asked_for(tmp_path, capsys, monkeypatch):
+    """Every worker runs one example at least: `--workers 3 --examples 2` ran 3 examples."""
+    from statemodel.cli import main
+
+    monkeypatch.delenv("STATEMODEL_MACHINE", raising=False)
+    assert main(["fuzz", "--workers", "3", "--examples", "2", "--seed", "1", "--report", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert "note: 2 example(s) need no more than 2 worker(s), not 3" in captured.err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["examples"] == 2 and len(summary["workers"]) == 2

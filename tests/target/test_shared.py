@@ -295,7 +295,8 @@ def test_the_banner_shows_the_mark_and_says_what_it_does(monkeypatch, capsys, ta
     monkeypatch.setattr(cli_fuzz, "preflight", lambda config: None)  # no server behind the URL
     monkeypatch.setattr(fuzz, "run", stop)
     with pytest.raises(Started):
-        main(["fuzz", "--target", target, "--transport", "tcp", "--workers", str(workers), "--examples", "1"])
+        # as many examples as workers: more workers than examples are lowered to the examples
+        main(["fuzz", "--target", target, "--transport", "tcp", "--workers", str(workers), "--examples", str(workers)])
     err = capsys.readouterr().err
     shown = FuzzConfig(target=target, transport="tcp", workers=workers).target
     assert f"target {shown} over tcp" in err

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 
+import h11
 import trio
+import wsproto.utilities
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, wrap_client_stream
 
 from statemodel.stream.errors import ProtocolError
@@ -118,6 +120,10 @@ async def _probe_url(url: str, timeout: float, attempts: int) -> None:
             raise fail(f"not a WebSocket server: handshake failed ({leaf!r})") from None
         if isinstance(leaf, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
             raise fail(f"the connection broke during the check: {leaf!r}") from None
+        if isinstance(leaf, (h11.ProtocolError, wsproto.utilities.ProtocolError)):
+            # bytes that are not HTTP where the handshake's answer should be: trio-websocket's
+            # reader task raises h11's error out of the nursery (a traceback, exit 1, before)
+            raise fail(f"not a WebSocket server: its answer to the handshake is not HTTP ({leaf})") from None
         raise
     finally:
         with trio.CancelScope(shield=True):
@@ -129,7 +135,10 @@ async def _converse(nursery, stream, host_header: str, resource: str, timeout: f
         with trio.fail_after(timeout):
             ws = await wrap_client_stream(nursery, stream, host_header, resource, max_message_size=MAX_MESSAGE)
     except trio.TooSlowError:
-        raise fail(f"no answer to the WebSocket handshake within {timeout:g} s: not a WebSocket server?") from None
+        # trio-websocket 0.12.2 also waits here when the server closes the connection or answers
+        # HTTP without upgrading (HTTP/1.0 200): "no answer" was untrue for those
+        raise fail(f"the WebSocket handshake did not complete within {timeout:g} s (no answer, the "
+                   f"connection closed, or an HTTP answer without the upgrade): not a WebSocket server?") from None
 
     async def next_frame(waiting_for: str) -> Frame:
         try:

@@ -42,6 +42,21 @@ def foreign_server(kind: str):
             await stream.receive_some(4096)
             await stream.send_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
+    async def garbage(stream):  # bytes that are not HTTP where the handshake's answer goes
+        with trio.move_on_after(30):
+            await stream.receive_some(4096)
+            await stream.send_all(b"\x00\xff" * 100)
+            await trio.sleep(30)
+
+    async def closes(stream):  # accepts, then closes at once
+        await stream.aclose()
+
+    async def http10(stream):  # HTTP/1.0 200 with a body, no upgrade
+        with trio.move_on_after(30):
+            await stream.receive_some(4096)
+            await stream.send_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>hi</html>")
+            await stream.aclose()
+
     async def echo_ws(request):
         ws = await request.accept()
         with trio.move_on_after(30):
@@ -62,7 +77,8 @@ def foreign_server(kind: str):
                 elif kind == "demo":
                     box["port"] = await nursery.start(Server(demo_app, Config()).serve_tcp, "127.0.0.1", 0)
                 else:
-                    handler = silent if kind == "silent" else http
+                    handler = {"silent": silent, "http": http, "garbage": garbage, "closes": closes,
+                               "http10": http10}[kind]
                     listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
                     box["port"] = listeners[0].socket.getsockname()[1]
                 ready.set()
@@ -91,7 +107,10 @@ def test_nothing_listening_is_named_after_a_bounded_number_of_attempts() -> None
 
 
 @pytest.mark.parametrize("kind, words", [
-    ("silent", "no answer to the WebSocket handshake"),
+    ("silent", "the WebSocket handshake did not complete within 1 s"),
+    ("closes", "the WebSocket handshake did not complete within 1 s (no answer, the connection closed"),
+    ("http10", "the WebSocket handshake did not complete within 1 s"),
+    ("garbage", "not a WebSocket server: its answer to the handshake is not HTTP"),
     ("http", "refused with HTTP 404"),
     ("echo_ws", "does not speak PROTOCOL.md"),
     ("demo", "scripted app (PROTOCOL.md appendix A) is not served"),

@@ -136,6 +136,10 @@ class Phases:
         # The target's first failure and where it was seen: over real sockets its re-runs may
         # fail at another step, and Hypothesis then raises only FlakyStrategyDefinition.
         self.first: tuple[BaseException, str] | None = None
+        # A real server is checked once a failure is found: a dead one fails every run, and the
+        # shrinker's runs against it each waited out every real timer (TargetCheck).
+        self.target_checked = False
+        self.target_down: str | None = None
 
     def failed(self, exc: BaseException, recorder) -> None:
         if self.kind == "generate" and tester_fault(exc):
@@ -146,6 +150,29 @@ class Phases:
             self.shrink_started = time.monotonic()
             self.title = failure_record(exc, recorder)["title"]
             self.first = (exc, _where_in_example(recorder) if recorder is not None else "")
+
+
+def target_check(config: FuzzConfig, options) -> Callable[[], str | None]:
+    """``check()``: None while the run's ws:// server still passes the preflight, else why not.
+
+    A server that stopped during a run (crashed, killed, redeployed) failed the example under
+    way and every run after it: the shrinker spent 262 s of a 10 s ``--shrink-budget`` (its
+    budget is checked between runs, and each run against a dead server waits out every real
+    timer), then said the failure was "flaky". Other targets are not probed."""
+    from statemodel.fuzz.machine import DEFAULT_MACHINE, machine_spec
+
+    if machine_spec(config.machine) != DEFAULT_MACHINE or not config.target.startswith(("ws://", "wss://")):
+        return lambda: None
+    from statemodel.target.preflight import TargetUnavailable, preflight
+
+    def check() -> str | None:
+        try:
+            preflight(options)
+        except TargetUnavailable as exc:
+            return str(exc)
+        return None
+
+    return check
 
 
 def _where_in_example(recorder) -> str:
@@ -249,6 +276,7 @@ def run_worker(
     loaded = load_machine(config.machine)
     options = build_options(loaded, config.target, config.transport, config.mutants, record=True)
     cls = loaded.machine_class(options)
+    target_down = target_check(config, options)
     namespace = loaded.spec + canonical(options_dict(config))
     user_db = open_database(config.db, namespace)
     profile = Settings.get_profile(config.profile)
@@ -297,6 +325,11 @@ def run_worker(
                 if started_shrinking is None:  # generating: a --duration run ends between examples,
                     # after one at least (a loaded host can spend a short duration starting up)
                     return deadline is not None and time.monotonic() >= deadline and col.examples > 0
+                if not phases.target_checked:  # before the first shrink run: is the server still there?
+                    phases.target_checked = True
+                    phases.target_down = target_down()
+                if phases.target_down is not None:
+                    return True
                 return (config.shrink_budget is not None
                         and time.monotonic() - started_shrinking >= config.shrink_budget)
 
@@ -307,6 +340,11 @@ def run_worker(
                 if phases.tester is not None:  # an error of the run (below): nothing to shrink or replay
                     raised = phases.tester
                     result.interrupted = should_stop()
+                elif phases.target_down is not None:  # nothing to shrink or replay against
+                    result.error = (f"the target stopped answering during the run, so the failure just "
+                                    f"found ({phases.title}) says nothing about it: {phases.target_down}")
+                    result.interrupted = should_stop()
+                    break
                 elif phases.shrink_started is None:  # stopped while generating: nothing to report
                     result.interrupted = should_stop()  # else --duration is over: a normal end
                     break

@@ -143,23 +143,34 @@ def print_failures(result, report_dir) -> None:
             print("  " + failure.program.replace("\n", "\n  "))
 
 
-def run(args: argparse.Namespace) -> int:
+def checked_config(args: argparse.Namespace):
+    """The run's config once everything that can be checked before a run is (machine, target,
+    database, report directory), else the one-line reason it cannot run (exit 2)."""
     from statemodel import report
     from statemodel.fuzz import DatabaseError, MachineUnavailable
-    from statemodel.fuzz import run as fuzz_run
-    from statemodel.fuzz.progress import Progress
     from statemodel.target.preflight import TargetUnavailable
 
     config = config_from_args(args)
     try:
         preflight(config)
     except (MachineUnavailable, DatabaseError, ValueError, TargetUnavailable) as exc:
-        return error("fuzz", str(exc))
+        return None, str(exc)
     if args.report:
         try:
             report.prepare(args.report)
         except OSError as exc:
-            return error("fuzz", f"cannot write the report to {args.report}: {exc.strerror or exc}")
+            return None, f"cannot write the report to {args.report}: {exc.strerror or exc}"
+    return config, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from statemodel import report
+    from statemodel.fuzz import run as fuzz_run
+    from statemodel.fuzz.progress import Progress
+
+    config, why_not = checked_config(args)
+    if config is None:
+        return error("fuzz", why_not)
     print(f"statemodel fuzz: seed {config.seed}, {config.workers} worker(s), profile {config.profile}, "
           f"target {config.target} over {config.transport}"
           + (f", mutants {', '.join(config.mutants)}" if config.mutants else ""), file=sys.stderr)

@@ -60,10 +60,14 @@ def load_reproducer(path: Path) -> dict:
         finally:
             sys.path.remove(str(path.parent))
         try:
-            return {"machine": module.MACHINE, "options": module.OPTIONS, "program": module.PROGRAM,
+            data = {"machine": module.MACHINE, "options": module.OPTIONS, "program": module.PROGRAM,
                     "error": dict(zip(("type", "message"), module.EXPECTED_ERROR))}
-        except AttributeError as exc:
+        except (AttributeError, TypeError) as exc:
             raise BadInput(f"{path} is not a statemodel reproducer ({exc})") from exc
+        if not isinstance(data["program"], str) or not isinstance(data["options"], dict):
+            raise BadInput(f"{path} holds no runnable step program (PROGRAM a string, OPTIONS a dict)")
+        _check_fields(path, data)
+        return data
     raise BadInput(f"{path}: expected a folder, repro_test.py or trace.json")
 
 

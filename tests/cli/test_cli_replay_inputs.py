@@ -50,3 +50,12 @@ def test_a_hand_edited_trace_with_a_wrong_type_names_the_field(fields, message, 
     assert main(["replay", _trace(tmp_path, **fields)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("statemodel replay: error:") and message in err
+
+
+def test_a_hand_edited_repro_test_py_with_a_wrong_type_names_the_field(tmp_path, capsys):
+    path = tmp_path / "repro_test.py"
+    path.write_text("MACHINE = 5\nOPTIONS = {'target': 'reference', 'transport': 'sim', 'mutants': []}\n"
+                    "PROGRAM = 'state = StreamMachine_sim()\\nstate.teardown()'\nEXPECTED_ERROR = ('E', 'm')\n")
+    assert main(["replay", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statemodel replay: error:") and "machine must be a string, got 5" in err

@@ -132,7 +132,10 @@ def print_failures(result, report_dir) -> None:
                   "(a determinism bug: please report it)")
         if not failure.shrunk:
             budget = result.config.shrink_budget
+            stopped = {w.worker: w.shrink_stopped for w in result.workers}.get(failure.worker)
             print("  note: not shrunk (--shrink-budget 0)" if budget == 0 else
+                  "  note: shrinking was interrupted; the same command (same --seed) may give a shorter "
+                  "program" if stopped == "interrupted" else
                   f"  note: shrinking stopped after its {budget:g} s budget; a longer --shrink-budget "
                   f"may give a shorter program")
         if report_dir is not None and failure.program:

@@ -71,6 +71,18 @@ def nonempty(text: str) -> str:
     return text
 
 
+def host(text: str) -> str:
+    """A host name or address to bind; empty is refused (it failed later as ":0: Name or service not known")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a host name or address (e.g. 127.0.0.1 or ::1), got an empty string")
+    return text.strip("[]")
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets (``ws://[::1]:8765/``)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def port(text: str) -> int:
     """A TCP port, 0-65535 (0 = any free port)."""
     if not text.isdigit() or not 0 <= int(text) <= 65535:

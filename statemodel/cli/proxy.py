@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from statemodel.cli.args import error, hostport, seed
+from statemodel.cli.args import error, hostport, seed, url_host
 
 HELP = "Run the TCP fault proxy in front of any (WebSocket) server, controlled over JSON/HTTP."
 
@@ -33,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(proxy.serve)
-            line = f"proxy listening on {args.listen[0]}:{port} -> {args.upstream[0]}:{args.upstream[1]}"
+            line = (f"proxy listening on {url_host(args.listen[0])}:{port} -> "
+                    f"{url_host(args.upstream[0])}:{args.upstream[1]}")
             if args.control is not None:
                 control = ControlServer(proxy, args.control)
                 cport = await nursery.start(control.serve)
-                line += f"; control on http://{args.control[0]}:{cport}"
+                line += f"; control on http://{url_host(args.control[0])}:{cport}"
             print(line, flush=True)
 
     failed: list[OSError] = []
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except* OSError as group:  # trio wraps what the nursery's tasks raised in a group
         failed.extend(group.exceptions)
     if failed:
-        return error("proxy", f"cannot listen on {args.listen[0]}:{args.listen[1]}"
-                     + (f" or {args.control[0]}:{args.control[1]}" if args.control else "") + f": {failed[0]}")
+        return error("proxy", f"cannot listen on {url_host(args.listen[0])}:{args.listen[1]}"
+                     + (f" or {url_host(args.control[0])}:{args.control[1]}" if args.control else "")
+                     + f": {failed[0]}")
     return 0

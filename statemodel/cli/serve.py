@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from statemodel.cli.args import error, flatten, mutant, port
+from statemodel.cli.args import error, flatten, host, mutant, port, url_host
 
 HELP = "Run the reference resumable-stream server (PROTOCOL.md v1) on TCP."
 
@@ -12,7 +12,7 @@ APPS = ("demo", "script")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", type=host, default="127.0.0.1", help="Address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8765, help="TCP port, 0-65535 (0 = any free port; default 8765)")
     parser.add_argument("--app", choices=APPS, default="demo",
                         help="Application behind every stream: demo (text/JSON/binary/multipart example) or "
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     async def root() -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.serve_tcp, args.host, args.port)
-            print(f"statemodel serve: ws://{args.host}:{port}/ app={args.app} epoch={server.epoch}", flush=True)
+            print(f"statemodel serve: ws://{url_host(args.host)}:{port}/ app={args.app} epoch={server.epoch}", flush=True)
 
     failed: list[OSError] = []
     try:
@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     except* OSError as group:
         failed.extend(group.exceptions)
     if failed:
-        return error("serve", f"cannot serve on {args.host}:{args.port}: {failed[0]}")
+        return error("serve", f"cannot serve on {url_host(args.host)}:{args.port}: {failed[0]}")
     return 0

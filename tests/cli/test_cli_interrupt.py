@@ -44,3 +44,37 @@ def test_ctrl_c_ends_a_long_running_command_with_one_line_and_exit_2(argv, banne
     assert "Traceback" not in err, err
     assert err.strip() == f"statemodel {argv[0]}: error: interrupted"
     assert proc.returncode == 2
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.parametrize("argv, banner", [
+    (["serve", "--host", "::1", "--port", "0"], "statemodel serve: ws://[::1]:"),
+    (["proxy", "--listen", "[::1]:0", "--upstream", "[::1]:9", "--control", "[::1]:0"],
+     "proxy listening on [::1]:"),
+], ids=["serve", "proxy"])
+def test_an_ipv6_address_is_printed_as_a_url_one_can_use(argv, banner, tmp_path):
+    """`serve --host ::1` printed ws://::1:PORT/, which no client (nor `fuzz --target`) parses."""
+    proc = subprocess.Popen([sys.executable, "-m", "statemodel", *argv], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _first_line(proc)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert line.startswith(banner), line
+    if argv[0] == "proxy":
+        assert "-> [::1]:9; control on http://[::1]:" in line

@@ -214,3 +214,7 @@ def test_an_empty_db_or_report_path_is_refused_not_taken_as_none(option, capsys)
     """`--report "$OUT"` with OUT unset wrote no report, and `--db ""` used no database, silently."""
     err = _usage_error(["fuzz", "--examples", "1", option, ""], capsys)
     assert f"argument {option}: expected a path or URL, got an empty string" in err
+
+
+def test_serve_refuses_an_empty_host(capsys):
+    assert "argument --host: expected a host name or address" in _usage_error(["serve", "--host", ""], capsys)

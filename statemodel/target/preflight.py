@@ -121,9 +121,20 @@ async def _probe_url(url: str, timeout: float, attempts: int) -> None:
         if isinstance(leaf, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
             raise fail(f"the connection broke during the check: {leaf!r}") from None
         if isinstance(leaf, (h11.ProtocolError, wsproto.utilities.ProtocolError)):
-            # bytes that are not HTTP where the handshake's answer should be: trio-websocket's
-            # reader task raises h11's error out of the nursery (a traceback, exit 1, before)
-            raise fail(f"not a WebSocket server: its answer to the handshake is not HTTP ({leaf})") from None
+            # trio-websocket's reader task raises h11's error out of the nursery (a traceback,
+            # exit 1, before): after the server's bytes were not HTTP (the remote error is its
+            # context), or when our own request cannot carry the URL (a space in the path)
+            remote = (h11.RemoteProtocolError, wsproto.utilities.RemoteProtocolError)
+            chain, seen = [], leaf
+            while seen is not None and len(chain) < 8:
+                chain.append(seen)
+                seen = seen.__context__
+            if any(isinstance(e, remote) for e in chain):
+                raise fail(f"not a WebSocket server: its answer to the handshake is not HTTP ({leaf})") from None
+            raise fail(f"cannot send a WebSocket handshake for this URL: {leaf}") from None
+        if isinstance(leaf, UnicodeEncodeError):  # h11 writes the request line in ASCII
+            raise fail(f"cannot send a WebSocket handshake for this URL: its path must be ASCII "
+                       f"(percent-encode the rest, e.g. é as %C3%A9)") from None
         raise
     finally:
         with trio.CancelScope(shield=True):

@@ -120,6 +120,14 @@ def test_a_server_that_is_not_a_scripted_protocol_server_is_named_as_such(kind: 
         assert words in _check(f"ws://127.0.0.1:{port}/", timeout=1.0)
 
 
+def test_a_url_our_handshake_cannot_carry_is_named_as_such_not_blamed_on_the_server() -> None:
+    """A non-ASCII path: h11 cannot write our own request line (a traceback, exit 1, before);
+    it is not the server's answer."""
+    with foreign_server("silent") as port:
+        message = _check(f"ws://127.0.0.1:{port}/caf\u00e9", timeout=1.0)
+    assert "cannot send a WebSocket handshake for this URL: its path must be ASCII" in message
+
+
 def test_the_reference_script_server_passes(script_server_url: str) -> None:
     preflight(MachineOptions(target=script_server_url, transport="tcp"))
 

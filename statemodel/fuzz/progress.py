@@ -113,7 +113,8 @@ class Progress:
         best = "-" if s.get("best_steps") is None else f"{s['best_steps']} steps"
         budget = "no budget" if s.get("budget") is None else f"budget {s['budget']:g}s"
         if s["phase"] == "replay":
-            return f"{what}: budget spent, replaying the smallest program ({best})"
+            why = "interrupted" if s.get("stopped") == "interrupted" else "budget spent"
+            return f"{what}: {why}, replaying the smallest program ({best})"
         return f"{what}: {s['seconds']:.0f}s ({budget}), smallest failing program so far {best}"
 
     def _line(self, final: bool = False) -> None:

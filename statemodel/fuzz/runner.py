@@ -298,7 +298,8 @@ def run_worker(
         snap["tester_errors"] = list(result.tester_errors)
         if phases is not None and phases.shrink_started is not None:
             snap["shrink"] = {"seconds": time.monotonic() - phases.shrink_started,
-                              "budget": config.shrink_budget, "best_steps": col.best_failing_steps}
+                              "budget": config.shrink_budget, "best_steps": col.best_failing_steps,
+                              "stopped": result.shrink_stopped}
         progress(worker, snap)
 
     with Recorder.collecting() as col, RssMeter() as rss, \

@@ -21,3 +21,22 @@ def test_a_shrink_cut_short_by_ctrl_c_says_so_not_that_its_budget_ran_out(monkey
     out = capsys.readouterr().out
     assert "note: shrinking was interrupted; the same command (same --seed) may give a shorter program" in out
     assert "budget" not in out
+
+
+def test_progress_says_the_replay_after_ctrl_c_follows_an_interruption_not_a_spent_budget(monkeypatch):
+    import io
+
+    from statemodel.fuzz.progress import Progress
+
+    monkeypatch.delenv("STATEMODEL_MACHINE", raising=False)
+    config = FuzzConfig(mutants=("no_dedupe",), seed=1, examples=50, profile="hunt", shrink_budget=60.0)
+    out, shrinking = io.StringIO(), []
+    with Progress(1, stream=out, interval=0.0, live=False) as progress:
+        def seen(worker, snap):
+            shrinking.append(snap["phase"] == "shrink")
+            progress.update(worker, snap)
+
+        run_worker(config, progress=seen, should_stop=lambda: any(shrinking))
+    printed = out.getvalue()
+    assert "interrupted, replaying the smallest program" in printed
+    assert "budget spent" not in printed

@@ -199,8 +199,14 @@ def run(args: argparse.Namespace) -> int:
     memory = result.memory
     rss = (f"; worker RSS peak {memory['peak_mib']:.0f} MiB, plateau {memory['plateau_mib']:.0f} MiB"
            if memory["peak_mib"] is not None and memory["plateau_mib"] is not None else "")
-    print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s generating "
-          f"({result.elapsed:.0f} s wall" + (f", {shrinking:.0f} s of it shrinking)" if shrinking else ")") + rss)
+    # Generating rates are each worker's own (start-up, shrinking and batch ends excluded), summed;
+    # beside them, steps over the run's wall time: with workers the two differ (37 vs 61.7 steps/s in
+    # BENCHMARKS.md's 4-worker tcp run), and "N steps/s ... (T s wall)" read as steps / T.
+    summed = f" (the sum of {len(result.workers)} workers' own)" if len(result.workers) > 1 else ""
+    overall = result.steps / result.elapsed if result.elapsed > 0 else 0.0
+    print(f"rate {rates['examples_per_s']:.2f} examples/s, {rates['steps_per_s']:.1f} steps/s generating{summed}; "
+          f"{overall:.1f} steps/s over the run's {result.elapsed:.0f} s wall"
+          + (f" ({shrinking:.0f} s of it shrinking)" if shrinking else "") + rss)
     from statemodel.fuzz.machine import DEFAULT_MACHINE, machine_spec
 
     if result.examples and (result.scenarios or machine_spec(config.machine) == DEFAULT_MACHINE):

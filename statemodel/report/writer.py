@@ -64,6 +64,8 @@ def summary(result: FuzzResult, folders: list[str]) -> dict:
         "examples": result.examples,
         "steps": result.steps,
         **{k: round(v, 3) for k, v in result.rates.items()},
+        # steps over the run's wall time (start-up, shrinking and idle workers included)
+        "steps_per_s_wall": round(result.steps / result.elapsed, 3) if result.elapsed > 0 else 0.0,
         "discarded": result.discarded,
         "shrink_runs": result.shrink_runs,
         "replays": result.replays,

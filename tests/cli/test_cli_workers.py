@@ -121,3 +121,7 @@ def test_more_workers_than_examples_runs_the_examples_asked_for(tmp_path, capsys
     assert "note: 2 example(s) need no more than 2 worker(s), not 3" in captured.err
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["examples"] == 2 and len(summary["workers"]) == 2
+    # the generating rate is the workers' own rates summed; the wall rate is printed beside it
+    assert "steps/s generating (the sum of 2 workers' own); " in captured.out
+    assert summary["steps_per_s_wall"] == pytest.approx(summary["steps"] / summary["elapsed"], rel=0.01)
+    assert f"{summary['steps_per_s_wall']:.1f} steps/s over the run's" in captured.out

@@ -7,9 +7,10 @@ driven through the same factory (whose source-based key alone would mix mutants/
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
@@ -49,8 +50,14 @@ def open_database(spec: str | None, namespace: str) -> ExampleDatabase | None:
     """``None`` → no database; ``redis://host:port/db[?prefix=P]`` → Redis; else a directory."""
     if not spec:
         return None
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        inner = _redis(spec)
+    scheme, sep, _ = spec.partition("://")
+    if sep and scheme.lower() in ("redis", "rediss", "unix"):
+        inner = _redis(scheme.lower() + spec[len(scheme):])
+    elif sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        # REDIS://… used to become a local directory tree 'REDIS:/host:port/0', silently: every
+        # host of a multi-host run kept its own database
+        raise DatabaseError(f"cannot use {spec!r} as the example database: unknown scheme {scheme + sep!r} "
+                            f"(a directory, or redis://HOST:PORT/DB, rediss://… or unix://PATH)")
     else:
         inner = DirectoryBasedExampleDatabase(_writable_directory(spec))
     return NamespacedDatabase(inner, namespace)
@@ -79,10 +86,11 @@ def _redis(url: str) -> ExampleDatabase:
         from hypothesis.extra.redis import RedisExampleDatabase
     except ImportError as exc:  # pragma: no cover - redis is a dependency
         raise DatabaseError(f"Redis support needs 'hypothesis[redis]': {exc}") from exc
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
+    base, _, query_text = url.partition("?")
+    query = dict(parse_qsl(query_text))
     prefix = query.pop("prefix", "statemodel")
-    clean = urlunsplit(parts._replace(query=urlencode(query)))
+    # not urlunsplit: it turns unix:///run/redis.sock into unix:/run/redis.sock, which redis refuses
+    clean = base + (f"?{urlencode(query)}" if query else "")
     try:
         client = redis.Redis.from_url(clean, socket_connect_timeout=5, socket_timeout=10)
         client.ping()

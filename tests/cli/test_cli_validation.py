@@ -218,3 +218,31 @@ def test_an_empty_db_or_report_path_is_refused_not_taken_as_none(option, capsys)
 
 def test_serve_refuses_an_empty_host(capsys):
     assert "argument --host: expected a host name or address" in _usage_error(["serve", "--host", ""], capsys)
+
+
+@pytest.mark.parametrize("spec", ["s3://bucket/db", "http://127.0.0.1:9/db"])
+def test_a_database_url_of_an_unknown_scheme_is_refused_not_made_a_directory(spec, tmp_path, monkeypatch):
+    """`--db s3://bucket/db` created the local directory tree ./s3:/bucket/db and used it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatabaseError, match="unknown scheme"):
+        open_database(spec, "ns")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_redis_url_in_capitals_is_redis_not_a_local_directory(tmp_path, monkeypatch):
+    """`--db REDIS://host:port/0` became the local directory REDIS:/host:port/0: each host of a
+    multi-host run kept its own database, silently. Here nothing listens at the URL."""
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        with pytest.raises(DatabaseError, match="cannot reach Redis"):
+            open_database(f"REDIS://127.0.0.1:{held.getsockname()[1]}/0", "ns")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_unix_socket_redis_url_reaches_redis_as_written(tmp_path):
+    """urlunsplit turned unix:///path into unix:/path, which redis refuses as a URL."""
+    with pytest.raises(DatabaseError) as info:
+        open_database(f"unix://{tmp_path}/redis.sock?prefix=x", "ns")
+    assert f"cannot reach Redis at unix://{tmp_path}/redis.sock:" in str(info.value)
+    assert "must specify one of the following schemes" not in str(info.value)

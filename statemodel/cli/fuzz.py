@@ -99,7 +99,10 @@ def preflight(config) -> None:
         # A bad --target/--transport pair is a usage error, not a failure of example 1.
         from statemodel.target import check_target
 
-        check_target(options)
+        try:
+            check_target(options)
+        except (TypeError, ImportError) as exc:  # e.g. a factory spec naming a string: a traceback, exit 1
+            raise ValueError(str(exc)) from exc
         preflight_target(options)  # unreachable or foreign servers: exit 2 before any example
 
 

@@ -246,3 +246,11 @@ def test_a_unix_socket_redis_url_reaches_redis_as_written(tmp_path):
         open_database(f"unix://{tmp_path}/redis.sock?prefix=x", "ns")
     assert f"cannot reach Redis at unix://{tmp_path}/redis.sock:" in str(info.value)
     assert "must specify one of the following schemes" not in str(info.value)
+
+
+def test_a_factory_target_naming_something_not_callable_is_a_usage_error(capsys):
+    """`--target statemodel:__version__` raised load_factory's TypeError as a traceback, exit 1."""
+    assert main(["fuzz", "--examples", "1", "--target", "statemodel:__version__"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("statemodel fuzz: error: factory target 'statemodel:__version__': '__version__' is a "
+                           "str, not a callable")

@@ -160,8 +160,9 @@ def target_check(config: FuzzConfig, options) -> Callable[[], str | None]:
     budget is checked between runs, and each run against a dead server waits out every real
     timer), then said the failure was "flaky". Other targets are not probed."""
     from statemodel.fuzz.machine import DEFAULT_MACHINE, machine_spec
+    from statemodel.target.external import is_ws_url
 
-    if machine_spec(config.machine) != DEFAULT_MACHINE or not config.target.startswith(("ws://", "wss://")):
+    if machine_spec(config.machine) != DEFAULT_MACHINE or not is_ws_url(config.target):
         return lambda: None
     from statemodel.target.preflight import TargetUnavailable, preflight
 

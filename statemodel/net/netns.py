@@ -251,10 +251,13 @@ class NetnsNetwork:
         legs in a 90 s run.)"""
         if self._lifted is None:
             self._lifted = trio.Event()
-        lifted, got = self._lifted, []
+        lifted, got, refused = self._lifted, [], []
         async with trio.open_nursery() as nursery:
             async def dial() -> None:
-                got.append(await trio.open_tcp_stream(self.ns_addr, port))
+                try:
+                    got.append(await trio.open_tcp_stream(self.ns_addr, port))
+                except OSError as exc:  # raised below as itself: the nursery would wrap it in a group
+                    refused.append(exc)
                 nursery.cancel_scope.cancel()
 
             async def redial() -> None:
@@ -264,6 +267,8 @@ class NetnsNetwork:
 
             nursery.start_soon(dial)
             nursery.start_soon(redial)
+        if refused:  # a caller's ``except OSError`` (the fault proxy's leg) must see it
+            raise refused[0]
         return got[0] if got else None
 
     async def connect_inside(self, port: int | None = None, timeout: float = 10.0) -> trio.SocketStream:

@@ -260,3 +260,16 @@ def test_a_dial_into_a_partition_goes_again_when_a_heal_lifts_it():
 
 async def _append(into: list, awaitable) -> None:
     into.append(await awaitable)
+
+
+def test_a_refused_dial_is_a_plain_oserror_that_the_proxy_turns_into_a_reset():
+    """Session 11's redial runs the dial in a nursery, and trio wraps what a task raises in an
+    ExceptionGroup: a refused dial (nothing listening, or an RST rule matching the new
+    connection's port) escaped the fault proxy's ``except OSError`` and a netns fuzz run
+    reported "no unhandled exception violated at open_tcp_stream" (seed 9300, step 45)."""
+
+    async def body(net):
+        with trio.fail_after(10), pytest.raises(OSError):  # not an ExceptionGroup holding one
+            await net.connect(port=9)  # nothing listens on it in a fresh namespace
+
+    with_echo_server(body)
